@@ -1,0 +1,1 @@
+"""The default dataset: a seeded generator of cats-vs-dogs JPEGs in the Kaggle layout."""

@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines deployment of the same pipeline (see the README)."""

@@ -1,0 +1,8 @@
+"""User code that runs inside TFX's Transform and Trainer.
+
+TFX packages this folder as user code, so nothing here imports from `pipeline/`.
+"""
+import os
+
+# Keras 2 (tf-keras) must be chosen before TensorFlow is first imported.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

@@ -1,0 +1,18 @@
+"""Feature keys shared by ingestion, Transform, Trainer and Evaluator."""
+
+# Raw features, as written by the image ExampleGen.
+IMAGE_KEY = "image_raw"  # encoded image bytes, exactly as read from disk
+LABEL_KEY = "label"  # int64 class index into the sorted class names
+LABEL_NAME_KEY = "label_name"  # class folder name, e.g. "cats"
+FILE_NAME_KEY = "file_name"  # path relative to the split folder, e.g. "cats/cat.1.jpg"
+HEIGHT_KEY = "height"  # decoded height in pixels
+WIDTH_KEY = "width"  # decoded width in pixels
+
+# Transformed features, as written by Transform.
+TRANSFORMED_IMAGE_KEY = "image"  # float32 [size, size, 3], normalised per channel
+
+# Outputs of the serving signatures.
+PROBABILITIES_KEY = "probabilities"  # softmax over the classes
+POSITIVE_PROBABILITY_KEY = "positive_probability"  # probability of class index 1, for TFMA
+PREDICTED_CLASS_KEY = "predicted_class_id"
+PREDICTED_LABEL_KEY = "predicted_label"
