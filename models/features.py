@@ -1,4 +1,4 @@
-"""Feature keys shared by ingestion, Transform, Trainer and Evaluator."""
+"""Names shared by ingestion, Transform, Trainer and Evaluator: features and signatures."""
 
 # Raw features, as written by the image ExampleGen.
 IMAGE_KEY = "image_raw"  # encoded image bytes, exactly as read from disk
@@ -16,3 +16,8 @@ PROBABILITIES_KEY = "probabilities"  # softmax over the classes
 POSITIVE_PROBABILITY_KEY = "positive_probability"  # probability of class index 1, for TFMA
 PREDICTED_CLASS_KEY = "predicted_class_id"
 PREDICTED_LABEL_KEY = "predicted_label"
+
+# Signatures of the exported SavedModel.
+IMAGE_BYTES_SIGNATURE = "serving_default"  # what a client sends to TF Serving
+TF_EXAMPLE_SIGNATURE = "serving_tf_example"  # what TFMA feeds
+IMAGE_BYTES_INPUT = "image_bytes"  # TF Serving's REST API base64-decodes `*_bytes` inputs

@@ -1,0 +1,51 @@
+# Two commands a user needs: `make pipeline` and `make test`. Each installs what it needs.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP_QUIET := 2>&1 | grep -v '^WARNING: Location' || true
+
+PIPELINE_NAME ?= cats-dogs-resnet
+DEFAULT_DATA_ROOT := outputs/data/default
+DATA_ROOT ?= $(DEFAULT_DATA_ROOT)
+RUNNER := pipeline/local_runner.py
+# Where the TFX CLI keeps its registry of local pipelines (the CLI's own default).
+LOCAL_HOME ?= $(HOME)/tfx/local
+
+export TF_USE_LEGACY_KERAS := 1
+export PIPELINE_NAME DATA_ROOT LOCAL_HOME
+# Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
+export PYTHONWARNINGS := ignore::FutureWarning
+
+.PHONY: pipeline test venv clean
+
+# The virtual environment, from the fully pinned lock. Re-created when the lock changes.
+# TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
+$(VENV)/.installed: requirements.lock setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==24.3.1 $(PIP_QUIET)
+	$(BIN)/pip install -q --no-deps --ignore-requires-python -r requirements.lock $(PIP_QUIET)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(PIP_QUIET)
+	$(BIN)/python -c "import tfx.v1, tensorflow_transform, tensorflow_model_analysis, pipeline"
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The whole pipeline on DATA_ROOT (default: the generated dataset), through the TFX CLI.
+pipeline: venv
+	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
+	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
+	if [ -f "$(LOCAL_HOME)/$(PIPELINE_NAME)/pipeline_args.json" ]; then \
+	  $(BIN)/tfx pipeline update --engine=local --pipeline_path=$(RUNNER); \
+	else \
+	  $(BIN)/tfx pipeline create --engine=local --pipeline_path=$(RUNNER); fi
+	$(BIN)/tfx run create --engine=local --pipeline_name=$(PIPELINE_NAME)
+	$(BIN)/python -m pipeline.summary
+
+test: venv
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf outputs

@@ -1,0 +1,458 @@
+"""ImageExampleGen: a file-based TFX ExampleGen for class-per-folder image datasets.
+
+Expected layout (the Kaggle cats-vs-dogs one)::
+
+    <input_base>/training_set/<class>/<file>     -> split "train"
+    <input_base>/test_set/<class>/<file>         -> split "eval"
+
+Every file becomes one tf.Example with the raw encoded bytes (exactly as on disk), the
+class index (into the sorted class names), the class folder name, the path relative to
+the split folder, and the decoded height and width. Decodability is decided with the
+decoder Transform uses later, ``tf.io.decode_image(data, channels=3,
+expand_animations=False)``; a file that fails is not written, and it is listed with its
+reason in ``ingestion_report.json`` at the root of the output Examples artifact (next
+to ``Split-train/`` and ``Split-eval/``)::
+
+    {
+      "input_base": "...",
+      "class_names": ["cats", "dogs"],
+      "splits": {
+        "train": {
+          "split_folder": "training_set",
+          "seen": 10, "written": 8, "rejected": 2,
+          "classes": {"cats": {"seen": 5, "written": 4, "rejected": 1}, ...},
+          "rejected_files": [{"file": "cats/bad.jpg", "class": "cats",
+                              "reason": "Unknown image file format. ..."}]
+        },
+        "eval": {...}
+      }
+    }
+
+Per class ``seen == written + rejected``; per split ``written`` equals the number of
+records written to that split. (If an ``output_config`` re-splits a single input split
+by hash, the report stays keyed by the *input* split.)
+
+Layout errors (missing split folder, no class folders, an empty class folder, class
+folders differing between splits or from ``class_names``, a file lying directly in a
+split folder) fail the executor with a ValueError naming the offending path, before
+any Beam work.
+"""
+import collections
+import json
+import os
+import posixpath
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+
+import apache_beam as beam
+import tensorflow as tf
+from absl import logging
+from google.protobuf import json_format, struct_pb2
+from tfx import types
+from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.orchestration import data_types
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import proto_utils
+
+from models.features import (
+    FILE_NAME_KEY,
+    HEIGHT_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    WIDTH_KEY,
+)
+
+REPORT_FILE_NAME = "ingestion_report.json"
+TRAIN_SPLIT_FOLDER = "training_set"
+EVAL_SPLIT_FOLDER = "test_set"
+CLASS_NAMES_CONFIG_KEY = "class_names"
+
+# Split patterns must be "<split folder>/*/*": one level of class folders, then files.
+_PATTERN_SUFFIX = "/*/*"
+# Private exec property the executor hands to its own PTransform (JSON string).
+_RUNTIME_KEY = "_image_example_gen_runtime"
+_OUTCOMES_TAG = "outcomes"
+_TMP_DIR_NAME = ".ingestion_tmp"
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def default_input_config() -> example_gen_pb2.Input:
+    """Split "train" from training_set/<class>/<file>, "eval" from test_set/<class>/<file>."""
+    return example_gen_pb2.Input(
+        splits=[
+            example_gen_pb2.Input.Split(name="train", pattern=TRAIN_SPLIT_FOLDER + _PATTERN_SUFFIX),
+            example_gen_pb2.Input.Split(name="eval", pattern=EVAL_SPLIT_FOLDER + _PATTERN_SUFFIX),
+        ]
+    )
+
+
+def make_custom_config(class_names: Sequence[str] = ()) -> example_gen_pb2.CustomConfig:
+    """Packs ``{"class_names": [...]}`` (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
+    struct = struct_pb2.Struct()
+    struct.update({CLASS_NAMES_CONFIG_KEY: list(class_names)})
+    config = example_gen_pb2.CustomConfig()
+    config.custom_config.Pack(struct)
+    return config
+
+
+def custom_config_to_dict(value: Any) -> Dict[str, Any]:
+    """Reads the custom_config exec property (JSON string, CustomConfig or dict) back to a dict."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, example_gen_pb2.CustomConfig):
+        config = value
+    elif isinstance(value, str):
+        config = proto_utils.json_to_proto(value, example_gen_pb2.CustomConfig())
+    elif isinstance(value, dict):
+        config = proto_utils.dict_to_proto(value, example_gen_pb2.CustomConfig())
+    else:
+        raise TypeError(f"Unsupported custom_config value of type {type(value).__name__}")
+    if not config.HasField("custom_config"):
+        return {}
+    struct = struct_pb2.Struct()
+    if not config.custom_config.Unpack(struct):
+        raise ValueError(
+            "ImageExampleGen expects custom_config to hold a google.protobuf.Struct, got "
+            f"{config.custom_config.type_url}"
+        )
+    return json_format.MessageToDict(struct)
+
+
+def _check_class_names(class_names: Sequence[str]) -> List[str]:
+    names = list(class_names)
+    if any(not isinstance(n, str) or not n or "/" in n for n in names):
+        raise ValueError(f"class_names must be non-empty folder names, got {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class_names has duplicates: {names}")
+    if names != sorted(names):
+        raise ValueError(
+            f"class_names must be in sorted order (labels index the sorted names): got {names}, "
+            f"expected {sorted(names)}"
+        )
+    return names
+
+
+def split_folder_from_pattern(pattern: str) -> str:
+    """"training_set/*/*" -> "training_set"."""
+    if not pattern.endswith(_PATTERN_SUFFIX) or len(pattern) == len(_PATTERN_SUFFIX):
+        raise ValueError(
+            f"ImageExampleGen split patterns must look like '<split folder>/*/*', got {pattern!r}"
+        )
+    folder = pattern[: -len(_PATTERN_SUFFIX)]
+    if any(ch in folder for ch in "*?["):
+        raise ValueError(f"ImageExampleGen split folder must not contain a glob: {pattern!r}")
+    return folder
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+def _listdir(path: str) -> List[str]:
+    # GCS lists sub-directories with a trailing slash.
+    return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
+def scan_layout(
+    input_base: str,
+    split_folders: Mapping[str, str],
+    class_names: Sequence[str] = (),
+) -> Dict[str, Dict[str, int]]:
+    """Validates the folder layout; returns {split name: {class name: number of files}}.
+
+    Cheap: lists folders, reads no file. Raises ValueError naming the offending path.
+    """
+    class_names = list(class_names)
+    counts: Dict[str, Dict[str, int]] = {}
+    classes_by_split: Dict[str, List[str]] = {}
+    for split_name, folder in split_folders.items():
+        split_dir = os.path.join(input_base, folder)
+        if not tf.io.gfile.isdir(split_dir):
+            raise ValueError(f"Split folder for split {split_name!r} not found: {split_dir}")
+        found: List[str] = []
+        for name in _listdir(split_dir):
+            path = os.path.join(split_dir, name)
+            if not tf.io.gfile.isdir(path):
+                raise ValueError(
+                    f"File lying directly in split folder (expected only class folders): {path}"
+                )
+            found.append(name)
+        if not found:
+            raise ValueError(f"No class folders in split folder: {split_dir}")
+        if class_names and found != sorted(class_names):
+            raise ValueError(
+                f"Class folders in {split_dir} do not match class_names: expected "
+                f"{sorted(class_names)}, found {found}"
+            )
+        counts[split_name] = {}
+        for name in found:
+            class_dir = os.path.join(split_dir, name)
+            n_files = len(tf.io.gfile.listdir(class_dir))
+            if n_files == 0:
+                raise ValueError(f"Empty class folder: {class_dir}")
+            counts[split_name][name] = n_files
+        classes_by_split[split_name] = found
+
+    splits = list(classes_by_split)
+    first = splits[0] if splits else None
+    for other in splits[1:]:
+        if classes_by_split[other] != classes_by_split[first]:
+            raise ValueError(
+                "Class folders differ between splits: "
+                f"{os.path.join(input_base, split_folders[first])} has {classes_by_split[first]}, "
+                f"{os.path.join(input_base, split_folders[other])} has {classes_by_split[other]}"
+            )
+    return counts
+
+
+# ----------------------------------------------------------------------------- Beam
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int64_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def _error_reason(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
+    message = re.sub(r"\s*\[Op:\w+\]\s*$", "", message)
+    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
+
+
+class _ImageToExampleDoFn(beam.DoFn):
+    """One file path -> a tf.Example (main output) and an outcome record (side output)."""
+
+    def __init__(self, class_names: Sequence[str]):
+        self._class_index = {name: i for i, name in enumerate(class_names)}
+
+    def process(self, path: str):
+        parts = path.rstrip("/").split("/")
+        class_name, rel = parts[-2], "/".join(parts[-2:])
+        outcome = {"file": rel, "class": class_name}
+        try:
+            if tf.io.gfile.isdir(path):
+                raise ValueError("is a folder, not an image file")
+            with tf.io.gfile.GFile(path, "rb") as f:
+                data = f.read()
+            if not data:
+                raise ValueError("empty file (0 bytes)")
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            height, width = int(image.shape[0]), int(image.shape[1])
+        except Exception as e:  # noqa: BLE001 - every failure is reported, none dropped
+            outcome.update(written=False, reason=_error_reason(e))
+            yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
+            return
+        yield tf.train.Example(
+            features=tf.train.Features(
+                feature={
+                    IMAGE_KEY: _bytes_feature(data),
+                    LABEL_KEY: _int64_feature(self._class_index[class_name]),
+                    LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
+                    FILE_NAME_KEY: _bytes_feature(rel.encode("utf-8")),
+                    HEIGHT_KEY: _int64_feature(height),
+                    WIDTH_KEY: _int64_feature(width),
+                }
+            )
+        )
+        outcome["written"] = True
+        yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
+
+
+@beam.ptransform_fn
+@beam.typehints.with_input_types(beam.Pipeline)
+@beam.typehints.with_output_types(tf.train.Example)
+def _ImageToExample(  # pylint: disable=invalid-name
+    pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
+) -> beam.pvalue.PCollection:
+    """Reads `<input_base>/<split folder>/<class>/<file>` into tf.Examples.
+
+    Per-file outcomes (written or rejected with a reason; no image bytes) go to JSON-lines
+    files under the prefix the executor's Do() chose, for the ingestion report.
+    """
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    runtime = json.loads(exec_properties.get(_RUNTIME_KEY) or "{}")
+    class_names = runtime.get("class_names")
+    if class_names is None:  # Used outside Do(): discover the classes here.
+        folder = split_folder_from_pattern(split_pattern)
+        configured = custom_config_to_dict(
+            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+        ).get(CLASS_NAMES_CONFIG_KEY, [])
+        class_names = sorted(scan_layout(input_base, {folder: folder}, configured)[folder])
+
+    paths = sorted(tf.io.gfile.glob(os.path.join(input_base, split_pattern)))
+    logging.info("ImageExampleGen: %d files match %s", len(paths), split_pattern)
+    results = (
+        pipeline
+        | "ListFiles" >> beam.Create(paths)
+        | "Reshuffle" >> beam.Reshuffle()
+        | "DecodeToExample"
+        >> beam.ParDo(_ImageToExampleDoFn(class_names)).with_outputs(_OUTCOMES_TAG, main="examples")
+    )
+    outcomes_prefix = runtime.get("outcomes", {}).get(split_pattern)
+    if outcomes_prefix:
+        _ = results[_OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
+            outcomes_prefix, file_name_suffix=".jsonl"
+        )
+    return results.examples
+
+
+# ----------------------------------------------------------------------------- executor
+
+
+def _read_outcomes(prefix: str) -> Iterable[Dict[str, Any]]:
+    for path in sorted(tf.io.gfile.glob(prefix + "*")):
+        with tf.io.gfile.GFile(path, "r") as f:
+            for line in f:
+                if line.strip():
+                    yield json.loads(line)
+
+
+def build_split_report(
+    split_folder: str,
+    class_names: Sequence[str],
+    outcomes: Iterable[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    classes = {name: collections.Counter() for name in class_names}
+    rejected_files = []
+    for outcome in outcomes:
+        counter = classes.setdefault(outcome["class"], collections.Counter())
+        counter["seen"] += 1
+        if outcome["written"]:
+            counter["written"] += 1
+        else:
+            counter["rejected"] += 1
+            rejected_files.append(
+                {"file": outcome["file"], "class": outcome["class"], "reason": outcome["reason"]}
+            )
+    per_class = {
+        name: {k: c[k] for k in ("seen", "written", "rejected")} for name, c in classes.items()
+    }
+    return {
+        "split_folder": split_folder,
+        "seen": sum(c["seen"] for c in per_class.values()),
+        "written": sum(c["written"] for c in per_class.values()),
+        "rejected": sum(c["rejected"] for c in per_class.values()),
+        "classes": per_class,
+        "rejected_files": sorted(rejected_files, key=lambda r: r["file"]),
+    }
+
+
+class Executor(BaseExampleGenExecutor):
+    """Image folders -> tf.Examples, plus ingestion_report.json in the output artifact."""
+
+    def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
+        return _ImageToExample
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        input_config = proto_utils.json_to_proto(
+            exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
+        )
+        configured = _check_class_names(
+            custom_config_to_dict(
+                exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
+            ).get(CLASS_NAMES_CONFIG_KEY, [])
+        )
+        split_folders = {s.name: split_folder_from_pattern(s.pattern) for s in input_config.splits}
+
+        # Layout errors fail here, before any Beam work.
+        expected_counts = scan_layout(input_base, split_folders, configured)
+        class_names = configured or sorted(next(iter(expected_counts.values())))
+
+        examples_uri = artifact_utils.get_single_uri(
+            output_dict[standard_component_specs.EXAMPLES_KEY]
+        )
+        tmp_dir = os.path.join(examples_uri, _TMP_DIR_NAME)
+        if tf.io.gfile.exists(tmp_dir):
+            tf.io.gfile.rmtree(tmp_dir)
+        outcome_prefixes = {
+            s.name: posixpath.join(tmp_dir, f"split{i}", "outcomes")
+            for i, s in enumerate(input_config.splits)
+        }
+        exec_properties = dict(exec_properties)
+        exec_properties[_RUNTIME_KEY] = json.dumps(
+            {
+                "class_names": class_names,
+                "outcomes": {s.pattern: outcome_prefixes[s.name] for s in input_config.splits},
+            }
+        )
+
+        super().Do(input_dict, output_dict, exec_properties)
+
+        report = {"input_base": input_base, "class_names": class_names, "splits": {}}
+        for split in input_config.splits:
+            split_report = build_split_report(
+                split_folders[split.name], class_names, _read_outcomes(outcome_prefixes[split.name])
+            )
+            seen = {name: c["seen"] for name, c in split_report["classes"].items()}
+            if seen != expected_counts[split.name]:
+                raise RuntimeError(
+                    f"Files under {os.path.join(input_base, split_folders[split.name])} changed "
+                    f"during ingestion: listed {expected_counts[split.name]}, processed {seen}"
+                )
+            report["splits"][split.name] = split_report
+            logging.info(
+                "ImageExampleGen split %r (%s): seen %d, written %d, rejected %d; %s",
+                split.name,
+                split_folders[split.name],
+                split_report["seen"],
+                split_report["written"],
+                split_report["rejected"],
+                ", ".join(
+                    f"{name} {c['written']}/{c['seen']}"
+                    for name, c in split_report["classes"].items()
+                ),
+            )
+        with tf.io.gfile.GFile(os.path.join(examples_uri, REPORT_FILE_NAME), "w") as f:
+            f.write(json.dumps(report, indent=2, sort_keys=True))
+        tf.io.gfile.rmtree(tmp_dir)
+
+
+# ----------------------------------------------------------------------------- component
+
+
+class ImageExampleGen(FileBasedExampleGen):
+    """ExampleGen for `<input_base>/{training_set,test_set}/<class>/<file>` image folders."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+    def __init__(
+        self,
+        input_base: str,
+        class_names: Sequence[str] = (),
+        input_config: Optional[Union[example_gen_pb2.Input, data_types.RuntimeParameter]] = None,
+        output_config: Optional[Union[example_gen_pb2.Output, data_types.RuntimeParameter]] = None,
+    ):
+        """
+        Args:
+          input_base: folder holding one folder per split (`training_set`, `test_set`).
+          class_names: expected class folder names, sorted; labels are their indices.
+            Empty: taken from the folders, in sorted order.
+          input_config: splits as `<split folder>/*/*` patterns; default
+            train=`training_set/*/*`, eval=`test_set/*/*`.
+          output_config: optional; by default the output splits are the input splits.
+        """
+        input_config = input_config or default_input_config()
+        if isinstance(input_config, example_gen_pb2.Input):
+            for split in input_config.splits:
+                split_folder_from_pattern(split.pattern)
+        super().__init__(
+            input_base=input_base,
+            input_config=input_config,
+            output_config=output_config,
+            custom_config=make_custom_config(_check_class_names(class_names)),
+        )

@@ -1,0 +1,166 @@
+"""Trainer: the ResNet trained under MirroredStrategy on the transformed examples.
+
+TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config` (built by
+`PipelineConfig.model_config()`).
+"""
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from models import features, resnet
+
+# Augmentation: a random crop keeping 80-100% of each side, resized back, plus a
+# horizontal flip. Light on purpose: the Kaggle photos are centred, and a short CPU run
+# cannot afford to learn invariances the eval split never asks for.
+_MIN_CROP_FRACTION = 0.8
+
+
+def distribution_strategy() -> tf.distribute.MirroredStrategy:
+    """Mirrors over all visible GPUs, else over the CPU's logical devices."""
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+
+
+def augment(images: tf.Tensor) -> tf.Tensor:
+    """A random crop and flip per image of a [batch, h, w, 3] batch."""
+    batch = tf.shape(images)[0]
+    size = tf.shape(images)[1:3]
+    crop = tf.random.uniform([batch, 1], _MIN_CROP_FRACTION, 1.0)
+    top_left = tf.random.uniform([batch, 2]) * (1.0 - crop)
+    boxes = tf.concat([top_left, top_left + crop], axis=1)  # [y1, x1, y2, x2], normalised
+    cropped = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
+    return tf.image.random_flip_left_right(cropped)
+
+
+def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+                  tf_transform_output: tft.TFTransformOutput, batch_size: int,
+                  training: bool) -> tf.data.Dataset:
+    """Transformed examples -> (image, label) batches; training data repeats forever."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(
+            batch_size=batch_size,
+            label_key=features.LABEL_KEY,
+            shuffle=training,
+            num_epochs=None if training else 1,
+            drop_final_batch=training,
+        ),
+        tf_transform_output.transformed_metadata.schema,
+    )
+
+    def image_and_label(batch, labels):
+        images = batch[features.TRANSFORMED_IMAGE_KEY]
+        return (augment(images) if training else images), labels
+
+    return dataset.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.keras.Model:
+    """The ResNet with its optimizer; call inside the strategy's scope."""
+    size = config["image_size_px"]
+    model = resnet.build_resnet(
+        depth=config["resnet_depth"],
+        num_classes=len(config["class_names"]),
+        input_shape=(size, size, 3),
+        width_multiplier=config["width_multiplier"],
+        bn_momentum=config["bn_momentum"],
+    )
+    warmup_steps = config["warmup_steps"]
+    schedule = tf.keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=train_steps - warmup_steps,
+        warmup_target=config["learning_rate"],
+        warmup_steps=warmup_steps,
+    )
+    optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule,
+                                          weight_decay=config["weight_decay"])
+    # Decaying BatchNorm's scale and shift only fights the normalisation.
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    model.compile(
+        optimizer=optimizer,
+        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
+    """Logs train and eval accuracy side by side, so a gap (e.g. unsettled BN) shows."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        logging.info(
+            "Epoch %d: train accuracy %.3f, eval accuracy %.3f (train loss %.3f, eval loss %.3f)",
+            epoch + 1, logs.get("accuracy", float("nan")), logs.get("val_accuracy", float("nan")),
+            logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
+
+
+def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
+                         class_names: list[str], export_dir: str) -> None:
+    """Saves the model with the TFT graph in front of it, under two signatures."""
+    # Attached to the model so the SavedModel tracks the transform's assets and variables.
+    model.tft_layer = tf_transform_output.transform_features_layer()
+    image_spec = tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]
+    class_name_table = tf.constant(class_names)
+
+    def predict(raw_features):
+        transformed = model.tft_layer(raw_features)
+        probabilities = model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False)
+        class_ids = tf.argmax(probabilities, axis=1)
+        return {
+            features.PROBABILITIES_KEY: probabilities,
+            features.POSITIVE_PROBABILITY_KEY: probabilities[:, 1],
+            features.PREDICTED_CLASS_KEY: class_ids,
+            features.PREDICTED_LABEL_KEY: tf.gather(class_name_table, class_ids),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(serialized_examples):
+        return predict(tf.io.parse_example(serialized_examples, {features.IMAGE_KEY: image_spec}))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    def serve_image_bytes(image_bytes):
+        # Shaped like the parsed feature: one value per example.
+        return predict({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
+
+    model.save(export_dir, save_format="tf", signatures={
+        features.IMAGE_BYTES_SIGNATURE: serve_image_bytes,
+        features.TF_EXAMPLE_SIGNATURE: serve_tf_examples,
+    })
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point."""
+    config = fn_args.custom_config
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    strategy = distribution_strategy()
+    global_batch_size = config["batch_size_per_replica"] * strategy.num_replicas_in_sync
+    logging.info("Training on %d replica(s), global batch %d, %d steps.",
+                 strategy.num_replicas_in_sync, global_batch_size, fn_args.train_steps)
+
+    train_dataset = input_dataset(fn_args.train_files, fn_args.data_accessor,
+                                  tf_transform_output, global_batch_size, training=True)
+    eval_dataset = input_dataset(fn_args.eval_files, fn_args.data_accessor,
+                                 tf_transform_output, global_batch_size, training=False)
+    with strategy.scope():
+        model = build_and_compile_model(config, fn_args.train_steps)
+
+    steps_per_epoch = min(config["steps_per_epoch"], fn_args.train_steps)
+    model.fit(
+        train_dataset,
+        epochs=fn_args.train_steps // steps_per_epoch,
+        steps_per_epoch=steps_per_epoch,
+        validation_data=eval_dataset,
+        callbacks=[
+            tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
+            TrainEvalAccuracyLog(),
+        ],
+        verbose=2,
+    )
+    export_serving_model(model, tf_transform_output, config["class_names"],
+                         fn_args.serving_model_dir)

@@ -1,0 +1,95 @@
+"""What the latest pipeline run did, read back from MLMD: `python -m pipeline.summary`."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from pipeline.config import PipelineConfig
+
+# Overall metrics worth a line in the summary, in TFMA's names.
+SUMMARY_METRICS = ("binary_accuracy", "auc", "precision", "recall", "example_count")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    blessed: bool
+    metrics: dict[str, float]
+    pushed_model_dir: str | None  # None when nothing was pushed
+    evaluation_uri: str
+
+    def lines(self) -> list[str]:
+        metrics = ", ".join(f"{name} {value:.3f}" if isinstance(value, float) else
+                            f"{name} {value}" for name, value in self.metrics.items())
+        verdict = "BLESSED" if self.blessed else "NOT blessed (thresholds not met)"
+        return [
+            f"Run {self.run_id}: model {verdict}.",
+            f"Eval metrics: {metrics}.",
+            f"Pushed to {self.pushed_model_dir}" if self.pushed_model_dir
+            else "Nothing pushed: the serving directory is unchanged.",
+            f"TFMA results: {self.evaluation_uri}",
+        ]
+
+
+def latest_run_summary(config: PipelineConfig) -> RunSummary:
+    """The blessing, eval metrics and push of the newest run in the MLMD store."""
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    runs = [context for context in store.get_contexts_by_type("pipeline_run")
+            if _property(context, "pipeline_name", default=None) in (None, config.pipeline_name)]
+    if not runs:
+        raise LookupError(f"No pipeline run recorded in {config.metadata_path}.")
+    run = max(runs, key=lambda context: context.create_time_since_epoch)
+    artifacts = {artifact.type_id: artifact for artifact in store.get_artifacts_by_context(run.id)}
+
+    def artifact_of(type_name: str) -> metadata_store_pb2.Artifact:
+        type_id = store.get_artifact_type(type_name).id
+        if type_id not in artifacts:
+            raise LookupError(f"Run {run.name} has no {type_name}: did it finish?")
+        return artifacts[type_id]
+
+    evaluation = artifact_of("ModelEvaluation")
+    blessing = artifact_of("ModelBlessing")
+    pushed_model = artifact_of("PushedModel")
+    overall = tfma.load_eval_result(evaluation.uri).get_metrics_for_slice()
+    metrics = {name: _metric_value(overall[name]) for name in SUMMARY_METRICS if name in overall}
+    pushed = _property(pushed_model, "pushed", default=0) == 1
+    return RunSummary(
+        run_id=run.name,
+        blessed=_property(blessing, "blessed", default=0) == 1,
+        metrics=metrics,
+        pushed_model_dir=_property(pushed_model, "pushed_destination") if pushed else None,
+        evaluation_uri=evaluation.uri,
+    )
+
+
+def _property(node, name: str, default=None):
+    for properties in (node.custom_properties, node.properties):
+        if name in properties:
+            value = properties[name]
+            return getattr(value, value.WhichOneof("value"))
+    return default
+
+
+def _metric_value(metric: dict) -> float | int:
+    value = metric.get("doubleValue")
+    return float(value) if value is not None else metric
+
+
+def main() -> int:
+    try:
+        summary = latest_run_summary(PipelineConfig.from_env())
+    except LookupError as error:
+        print(f"No summary: {error}", file=sys.stderr)
+        return 1
+    print("\n".join(summary.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Tests for components/image_example_gen.py: layout checks (fast) and one real TFX run."""
+import glob
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+from tfx import v1 as tfx
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts, standard_component_specs
+from tfx.utils import proto_utils
+
+from components.image_example_gen import (
+    REPORT_FILE_NAME,
+    Executor,
+    ImageExampleGen,
+    custom_config_to_dict,
+    default_input_config,
+    scan_layout,
+)
+from models.features import (
+    FILE_NAME_KEY,
+    HEIGHT_KEY,
+    IMAGE_KEY,
+    LABEL_KEY,
+    LABEL_NAME_KEY,
+    WIDTH_KEY,
+)
+
+SPLIT_FOLDERS = {"train": "training_set", "eval": "test_set"}
+
+
+def _image_bytes(width: int, height: int, fmt: str = "JPEG", seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, size=(height, width, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def _write(path, data: bytes) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+# Known good files (relative to input_base) and their (width, height).
+GOOD = {
+    "training_set/cats/cat.1.jpg": (16, 10),
+    "training_set/cats/cat.2.jpg": (12, 12),
+    "training_set/cats/cat.3.jpg": (8, 14),  # a PNG named .jpg: decodes fine
+    "training_set/dogs/dog.1.jpg": (20, 12),
+    "training_set/dogs/dog.2.jpg": (9, 7),
+    "training_set/dogs/dog.3.jpg": (11, 13),
+    "test_set/cats/cat.100.jpg": (10, 10),
+    "test_set/cats/cat.101.jpg": (6, 9),
+    "test_set/dogs/dog.100.jpg": (13, 5),
+    "test_set/dogs/dog.101.jpg": (7, 7),
+}
+CORRUPT = "training_set/cats/cat.666.jpg"  # random bytes
+EMPTY = "training_set/dogs/dog.0.jpg"  # zero bytes
+CORRUPT_EVAL = "test_set/dogs/dog.999.jpg"  # random bytes
+
+
+def make_dataset(root) -> str:
+    root = str(root)
+    for i, (rel, (w, h)) in enumerate(sorted(GOOD.items())):
+        fmt = "PNG" if rel.endswith("cat.3.jpg") else "JPEG"
+        _write(os.path.join(root, rel), _image_bytes(w, h, fmt, seed=i))
+    rng = np.random.default_rng(42)
+    _write(os.path.join(root, CORRUPT), rng.integers(0, 255, 300, dtype=np.uint8).tobytes())
+    _write(os.path.join(root, CORRUPT_EVAL), rng.integers(0, 255, 200, dtype=np.uint8).tobytes())
+    _write(os.path.join(root, EMPTY), b"")
+    return root
+
+
+def make_minimal(root, layout) -> str:
+    """layout: relative file paths (a trailing '/' makes an empty folder)."""
+    root = str(root)
+    for rel in layout:
+        if rel.endswith("/"):
+            os.makedirs(os.path.join(root, rel), exist_ok=True)
+        else:
+            _write(os.path.join(root, rel), b"x")
+    return root
+
+
+VALID = ["training_set/cats/a.jpg", "training_set/dogs/b.jpg", "test_set/cats/c.jpg", "test_set/dogs/d.jpg"]
+
+
+# ----------------------------------------------------------------------------- fast tests
+
+
+def test_scan_layout_counts_files_per_class(tmp_path):
+    root = make_dataset(tmp_path)
+    counts = scan_layout(root, SPLIT_FOLDERS)
+    assert counts == {"train": {"cats": 4, "dogs": 4}, "eval": {"cats": 2, "dogs": 3}}
+    assert scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"]) == counts
+
+
+@pytest.mark.parametrize(
+    "layout, class_names, offending, extra",
+    [
+        pytest.param(VALID[:2], (), "test_set", "not found", id="missing-split-folder"),
+        pytest.param(VALID[:2] + ["test_set/"], (), "test_set", "No class folders", id="no-class-folders"),
+        pytest.param(VALID + ["test_set/birds/"], (), "test_set/birds", "Empty class folder", id="empty-class"),
+        pytest.param(
+            VALID + ["test_set/birds/e.jpg"], (), "test_set", "differ between splits", id="classes-differ"
+        ),
+        pytest.param(
+            VALID, ("cats", "foxes"), "training_set", "expected ['cats', 'foxes'], found ['cats', 'dogs']",
+            id="class-names-mismatch",
+        ),
+        pytest.param(VALID + ["training_set/stray.jpg"], (), "training_set/stray.jpg", "directly", id="stray-file"),
+    ],
+)
+def test_layout_errors_name_the_path(tmp_path, layout, class_names, offending, extra):
+    root = make_minimal(tmp_path / "data", layout)
+    with pytest.raises(ValueError) as info:
+        scan_layout(root, SPLIT_FOLDERS, class_names)
+    message = str(info.value)
+    assert os.path.join(root, offending) in message
+    assert extra in message
+
+
+def _exec_properties(root, class_names=()):
+    # The component spec already holds its protos as JSON, as the orchestrator hands them over.
+    return dict(ImageExampleGen(input_base=root, class_names=class_names).exec_properties)
+
+
+def test_executor_fails_on_layout_before_beam(tmp_path):
+    root = make_minimal(tmp_path / "data", VALID[:2])  # no test_set
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    with pytest.raises(ValueError, match="test_set"):
+        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, _exec_properties(root))
+    assert not os.path.exists(tmp_path / "out")  # nothing written: no Beam work happened
+
+
+def test_component_config(tmp_path):
+    component = ImageExampleGen(input_base=str(tmp_path), class_names=["cats", "dogs"])
+    props = component.exec_properties
+    input_config = proto_utils.json_to_proto(
+        props[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
+    )
+    assert input_config == default_input_config()
+    custom = props[standard_component_specs.CUSTOM_CONFIG_KEY]
+    assert custom_config_to_dict(custom) == {"class_names": ["cats", "dogs"]}
+    default = ImageExampleGen(input_base=str(tmp_path)).exec_properties
+    assert custom_config_to_dict(default[standard_component_specs.CUSTOM_CONFIG_KEY]) == {
+        "class_names": []
+    }
+    with pytest.raises(ValueError, match="sorted"):
+        ImageExampleGen(input_base=str(tmp_path), class_names=["dogs", "cats"])
+    with pytest.raises(ValueError, match="<split folder>"):
+        ImageExampleGen(
+            input_base=str(tmp_path),
+            input_config=example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name="train", pattern="training_set/*")]
+            ),
+        )
+
+
+# ----------------------------------------------------------------------------- real run
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory):
+    """Runs ImageExampleGen once with LocalDagRunner; returns (data root, examples uri)."""
+    base = tmp_path_factory.mktemp("image_example_gen")
+    root = make_dataset(base / "data")
+    pipeline_root = str(base / "pipeline_root")
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name="image-example-gen-test",
+        pipeline_root=pipeline_root,
+        components=[ImageExampleGen(input_base=root, class_names=["cats", "dogs"])],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(base / "metadata.sqlite")
+        ),
+        beam_pipeline_args=["--direct_num_workers=1", "--direct_running_mode=in_memory"],
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+    reports = glob.glob(os.path.join(pipeline_root, "**", REPORT_FILE_NAME), recursive=True)
+    assert len(reports) == 1, reports
+    return root, os.path.dirname(reports[0])
+
+
+def _read_split(examples_uri, split):
+    files = glob.glob(os.path.join(examples_uri, f"Split-{split}", "*.gz"))
+    assert files
+    return [
+        tf.train.Example.FromString(r.numpy())
+        for r in tf.data.TFRecordDataset(files, compression_type="GZIP")
+    ]
+
+
+def _feature(example, key):
+    feature = example.features.feature[key]
+    return feature.int64_list.value[0] if feature.HasField("int64_list") else feature.bytes_list.value[0]
+
+
+def test_records_per_split_are_files_minus_rejected(ingested):
+    root, uri = ingested
+    train, eval_ = _read_split(uri, "train"), _read_split(uri, "eval")
+    assert len(train) == (4 + 4) - 2
+    assert len(eval_) == (2 + 3) - 1
+    names = {s: sorted(_feature(e, FILE_NAME_KEY).decode() for e in ex) for s, ex in
+             {"training_set": train, "test_set": eval_}.items()}
+    for split_folder, got in names.items():
+        assert got == sorted(
+            rel.split("/", 1)[1] for rel in GOOD if rel.startswith(split_folder + "/")
+        )
+    assert not os.path.exists(os.path.join(uri, ".ingestion_tmp"))
+
+
+def test_features_of_a_known_file(ingested):
+    root, uri = ingested
+    by_name = {_feature(e, FILE_NAME_KEY).decode(): e for e in _read_split(uri, "train")}
+    dog = by_name["dogs/dog.1.jpg"]
+    assert _feature(dog, LABEL_KEY) == 1
+    assert _feature(dog, LABEL_NAME_KEY) == b"dogs"
+    assert (_feature(dog, WIDTH_KEY), _feature(dog, HEIGHT_KEY)) == GOOD["training_set/dogs/dog.1.jpg"]
+    with open(os.path.join(root, "training_set/dogs/dog.1.jpg"), "rb") as f:
+        assert _feature(dog, IMAGE_KEY) == f.read()  # bytes exactly as on disk
+    png = by_name["cats/cat.3.jpg"]
+    assert _feature(png, LABEL_KEY) == 0
+    assert _feature(png, LABEL_NAME_KEY) == b"cats"
+    assert (_feature(png, WIDTH_KEY), _feature(png, HEIGHT_KEY)) == GOOD["training_set/cats/cat.3.jpg"]
+    assert set(dog.features.feature) == {
+        IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, FILE_NAME_KEY, HEIGHT_KEY, WIDTH_KEY
+    }
+
+
+def test_report_lists_rejects_and_reconciles(ingested):
+    root, uri = ingested
+    with open(os.path.join(uri, REPORT_FILE_NAME)) as f:
+        report = json.load(f)
+    assert report["class_names"] == ["cats", "dogs"]
+    assert set(report["splits"]) == {"train", "eval"}
+
+    train = report["splits"]["train"]
+    assert train["split_folder"] == "training_set"
+    assert train["classes"] == {
+        "cats": {"seen": 4, "written": 3, "rejected": 1},
+        "dogs": {"seen": 4, "written": 3, "rejected": 1},
+    }
+    rejected = {r["file"]: r for r in train["rejected_files"]}
+    assert set(rejected) == {"cats/cat.666.jpg", "dogs/dog.0.jpg"}
+    assert rejected["cats/cat.666.jpg"]["class"] == "cats"
+    assert "Unknown image file format" in rejected["cats/cat.666.jpg"]["reason"]
+    assert rejected["dogs/dog.0.jpg"]["class"] == "dogs"
+    assert "empty" in rejected["dogs/dog.0.jpg"]["reason"]
+
+    eval_ = report["splits"]["eval"]
+    assert [r["file"] for r in eval_["rejected_files"]] == ["dogs/dog.999.jpg"]
+    assert eval_["rejected_files"][0]["reason"]
+
+    for split, split_report in report["splits"].items():
+        for counts in split_report["classes"].values():
+            assert counts["seen"] == counts["written"] + counts["rejected"]
+        for key in ("seen", "written", "rejected"):
+            assert split_report[key] == sum(c[key] for c in split_report["classes"].values())
+        assert split_report["rejected"] == len(split_report["rejected_files"])
+        assert split_report["written"] == len(_read_split(uri, split))
