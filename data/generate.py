@@ -54,7 +54,7 @@ def file_number(split, index, train_per_class):
 
 
 def image_rng(seed, split, class_name, number):
-    """A generator seeded from (seed, split, class, file number) alone, so files don't depend on order."""
+    """A generator seeded by (seed, split, class, file number) alone, so files don't depend on order."""
     return np.random.default_rng([seed, SPLITS.index(split), CLASSES.index(class_name), number])
 
 
@@ -112,7 +112,7 @@ def _background(rng, width, height):
 def _add_noise(rng, image):
     """Adds sensor-like Gaussian noise of random strength."""
     sigma = rng.uniform(0, 10)
-    pixels = np.asarray(image, dtype=np.float32)
+    pixels = np.array(image, dtype=np.float32)
     pixels += sigma * rng.standard_normal(pixels.shape, dtype=np.float32)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
@@ -125,6 +125,7 @@ def _fur_color(rng):
 
 
 def _rgb(color):
+    """An RGB tuple of ints, as Pillow's drawing wants."""
     return tuple(int(c) for c in np.clip(color, 0, 255))
 
 
@@ -178,6 +179,7 @@ def _animal_layer(rng, class_name, radius):
 
 
 def _box(x, y, half_width, half_height):
+    """The bounding box Pillow wants for an ellipse centred at (x, y)."""
     return (x - half_width, y - half_height, x + half_width, y + half_height)
 
 
@@ -206,7 +208,8 @@ def _draw_cat_head(rng, draw, c, r, fur):
         eye_x, eye_y = c + side * 0.4 * r, c - 0.12 * r
         draw.ellipse(_box(eye_x, eye_y, 0.22 * r, 0.13 * r), fill=iris)
         draw.ellipse(_box(eye_x, eye_y, 0.045 * r, 0.12 * r), fill=(10, 10, 10))
-    draw.polygon([(c - 0.1 * r, c + 0.18 * r), (c + 0.1 * r, c + 0.18 * r), (c, c + 0.3 * r)], fill=(220, 130, 140))
+    nose = [(c - 0.1 * r, c + 0.18 * r), (c + 0.1 * r, c + 0.18 * r), (c, c + 0.3 * r)]
+    draw.polygon(nose, fill=(220, 130, 140))
 
     whisker_color = _contrasting(fur)
     whisker_width = max(1, round(r / 30))
@@ -239,14 +242,16 @@ def _draw_dog_head(rng, draw, c, r, fur):
 
     muzzle = _shade(fur, rng.uniform(1.2, 1.6))
     draw.ellipse(_box(c, c + 0.42 * r, 0.48 * r, 0.38 * r), fill=muzzle)
-    draw.ellipse(_box(c, c + 0.25 * r, 0.21 * r, 0.15 * r), fill=_rgb(rng.choice([(20, 18, 18), (70, 45, 35)])))
+    nose = _rgb(rng.choice([(20, 18, 18), (70, 45, 35)]))
+    draw.ellipse(_box(c, c + 0.25 * r, 0.21 * r, 0.15 * r), fill=nose)
     draw.line((c, c + 0.38 * r, c, c + 0.6 * r), fill=(30, 25, 25), width=max(1, round(r / 25)))
     if rng.random() < 0.4:
         draw.ellipse(_box(c, c + 0.72 * r, 0.12 * r, 0.14 * r), fill=(215, 100, 110))
     for side in (-1, 1):
         eye_x, eye_y = c + side * 0.38 * r, c - 0.2 * r
         draw.ellipse(_box(eye_x, eye_y, 0.12 * r, 0.12 * r), fill=(30, 20, 15))
-        draw.ellipse(_box(eye_x + 0.04 * r, eye_y - 0.04 * r, 0.035 * r, 0.035 * r), fill=(240, 240, 240))
+        glint = _box(eye_x + 0.04 * r, eye_y - 0.04 * r, 0.035 * r, 0.035 * r)
+        draw.ellipse(glint, fill=(240, 240, 240))
 
 
 def _shrink(points, factor):
@@ -257,6 +262,7 @@ def _shrink(points, factor):
 
 
 def _manifest(train_per_class, test_per_class, seed):
+    """What manifest.json records: everything that determines the files, and the counts."""
     counts = {
         "training_set": {name: train_per_class for name in CLASSES},
         "test_set": {name: test_per_class for name in CLASSES},
@@ -271,15 +277,20 @@ def _manifest(train_per_class, test_per_class, seed):
     }
 
 
-def _expected_files(train_per_class, test_per_class):
-    """Relative paths of every image, in Kaggle's naming."""
+def _image_keys(train_per_class, test_per_class):
+    """(split, class, file number) of every image, in Kaggle's numbering."""
     per_split = {"training_set": train_per_class, "test_set": test_per_class}
     return [
-        Path(split, name, f"{FILE_PREFIX[name]}.{file_number(split, index, train_per_class)}.jpg")
+        (split, class_name, file_number(split, index, train_per_class))
         for split in SPLITS
-        for name in CLASSES
+        for class_name in CLASSES
         for index in range(per_split[split])
     ]
+
+
+def relative_path(split, class_name, number):
+    """The image's path under the dataset root, e.g. training_set/cats/cat.1.jpg."""
+    return Path(split, class_name, f"{FILE_PREFIX[class_name]}.{number}.jpg")
 
 
 def generate_dataset(root, train_per_class, test_per_class, seed=0):
@@ -301,15 +312,14 @@ def generate_dataset(root, train_per_class, test_per_class, seed=0):
     # a partial dataset behind that a later call would have to tell apart from a complete one.
     root.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.partial-", dir=root.parent))
+    staging.chmod(0o755)  # mkdtemp's owner-only mode would otherwise carry over to the dataset
     try:
-        for relative in _expected_files(train_per_class, test_per_class):
-            split, class_name, file_name = relative.parts
-            number = int(file_name.split(".")[1])
+        for split, class_name, number in _image_keys(train_per_class, test_per_class):
             rng = image_rng(seed, split, class_name, number)
             image = render_image(rng, class_name)
             quality = int(rng.integers(MIN_QUALITY, MAX_QUALITY + 1))
             (staging / split / class_name).mkdir(parents=True, exist_ok=True)
-            image.save(staging / relative, "JPEG", quality=quality)
+            image.save(staging / relative_path(split, class_name, number), "JPEG", quality=quality)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         if root.exists():
             root.rmdir()  # empty, checked above; os.replace cannot replace a directory
@@ -334,15 +344,18 @@ def _check_existing(root, manifest):
             f"(found {_describe(existing)}, asked for {_describe(manifest)}). "
             "Delete it or choose another output folder rather than mixing datasets."
         )
-    missing = [p for p in _expected_files(manifest["train_per_class"], manifest["test_per_class"])
-               if not (root / p).is_file()]
+    keys = _image_keys(manifest["train_per_class"], manifest["test_per_class"])
+    expected = [relative_path(*key) for key in keys]
+    missing = [path for path in expected if not (root / path).is_file()]
     if missing:
         raise FileExistsError(
-            f"{root} is an incomplete dataset ({len(missing)} images missing, e.g. {missing[0]}); delete it."
+            f"{root} is an incomplete dataset ({len(missing)} images missing, e.g. {missing[0]}); "
+            "delete it and generate again."
         )
 
 
 def _describe(manifest):
+    """The manifest's parameters, for error messages."""
     keys = ("version", "seed", "train_per_class", "test_per_class")
     return ", ".join(f"{key}={manifest.get(key)}" for key in keys)
 
@@ -354,13 +367,15 @@ def main(argv=None):
     parser.add_argument("--test-per-class", type=int, default=DEFAULT_TEST_PER_CLASS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    summary = generate_dataset(args.output, args.train_per_class, args.test_per_class, args.seed)
-    counts = summary["counts"]
-    print(
-        f"{'Generated' if summary['created'] else 'Already present'}: {args.output} "
-        f"training_set {counts['training_set']['cats']} cats + {counts['training_set']['dogs']} dogs, "
-        f"test_set {counts['test_set']['cats']} cats + {counts['test_set']['dogs']} dogs (seed {args.seed})"
+    try:
+        summary = generate_dataset(args.output, args.train_per_class, args.test_per_class, args.seed)
+    except (FileExistsError, ValueError) as error:
+        parser.exit(1, f"error: {error}\n")  # a clear message, not a traceback, for make
+    splits = ", ".join(
+        f"{split} {counts['cats']} cats + {counts['dogs']} dogs" for split, counts in summary["counts"].items()
     )
+    status = "Generated" if summary["created"] else "Already present"
+    print(f"{status}: {args.output} {splits} (seed {args.seed})")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,7 @@ RESNET_STAGES = {
 }
 
 
-def _regularizer(l2_regularization):
-    return tf.keras.regularizers.L2(l2_regularization) if l2_regularization > 0 else None
-
-
-def conv_bn(x, filters, kernel_size, strides, name, bn_momentum, l2_regularization,
+def conv_bn(x, filters, kernel_size, strides, name, bn_momentum,
             zero_gamma=False):
     """Bias-free convolution followed by batch normalisation (no activation)."""
     if strides > 1 and kernel_size > 1:
@@ -37,55 +33,54 @@ def conv_bn(x, filters, kernel_size, strides, name, bn_momentum, l2_regularizati
         padding = "same"
     x = layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=False,
-        kernel_initializer="he_normal",
-        kernel_regularizer=_regularizer(l2_regularization), name=name)(x)
+        kernel_initializer="he_normal", name=name)(x)
     return layers.BatchNormalization(
         momentum=bn_momentum, epsilon=BN_EPSILON,
         gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
 
 
-def stem(x, filters, bn_momentum=0.9, l2_regularization=0.0):
+def stem(x, filters, bn_momentum=0.9):
     """conv1: 7x7/2 convolution, BN, ReLU, then 3x3/2 max-pool."""
-    x = conv_bn(x, filters, 7, 2, "stem_conv", bn_momentum, l2_regularization)
+    x = conv_bn(x, filters, 7, 2, "stem_conv", bn_momentum)
     x = layers.ReLU(name="stem_relu")(x)
     x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
     return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
 
-def projection_shortcut(x, filters, strides, name, bn_momentum=0.9, l2_regularization=0.0):
+def projection_shortcut(x, filters, strides, name, bn_momentum=0.9):
     """1x1 strided convolution + BN matching the residual branch's shape (option B)."""
-    return conv_bn(x, filters, 1, strides, f"{name}_proj", bn_momentum, l2_regularization)
+    return conv_bn(x, filters, 1, strides, f"{name}_proj", bn_momentum)
 
 
-def _shortcut(x, out_filters, strides, name, bn_momentum, l2_regularization):
+def _shortcut(x, out_filters, strides, name, bn_momentum):
     if strides == 1 and x.shape[-1] == out_filters:
         return x
-    return projection_shortcut(x, out_filters, strides, name, bn_momentum, l2_regularization)
+    return projection_shortcut(x, out_filters, strides, name, bn_momentum)
 
 
-def basic_block(x, filters, strides, name, bn_momentum=0.9, l2_regularization=0.0):
+def basic_block(x, filters, strides, name, bn_momentum=0.9):
     """Two 3x3 convolutions with a shortcut; output has `filters` channels."""
-    shortcut = _shortcut(x, filters, strides, name, bn_momentum, l2_regularization)
-    y = conv_bn(x, filters, 3, strides, f"{name}_conv1", bn_momentum, l2_regularization)
+    shortcut = _shortcut(x, filters, strides, name, bn_momentum)
+    y = conv_bn(x, filters, 3, strides, f"{name}_conv1", bn_momentum)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     # Zero gamma on the last BN makes every block start as the identity (Goyal et al. 2017).
-    y = conv_bn(y, filters, 3, 1, f"{name}_conv2", bn_momentum, l2_regularization,
+    y = conv_bn(y, filters, 3, 1, f"{name}_conv2", bn_momentum,
                 zero_gamma=True)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def bottleneck_block(x, filters, strides, name, bn_momentum=0.9, l2_regularization=0.0):
+def bottleneck_block(x, filters, strides, name, bn_momentum=0.9):
     """1x1 reduce, 3x3, 1x1 expand (x4) with a shortcut; output has 4 * `filters` channels."""
     out_filters = filters * BOTTLENECK_EXPANSION
-    shortcut = _shortcut(x, out_filters, strides, name, bn_momentum, l2_regularization)
-    y = conv_bn(x, filters, 1, 1, f"{name}_conv1", bn_momentum, l2_regularization)
+    shortcut = _shortcut(x, out_filters, strides, name, bn_momentum)
+    y = conv_bn(x, filters, 1, 1, f"{name}_conv1", bn_momentum)
     y = layers.ReLU(name=f"{name}_relu1")(y)
     # Stride on the 3x3 conv, not the first 1x1 (torchvision's "ResNet v1.5").
-    y = conv_bn(y, filters, 3, strides, f"{name}_conv2", bn_momentum, l2_regularization)
+    y = conv_bn(y, filters, 3, strides, f"{name}_conv2", bn_momentum)
     y = layers.ReLU(name=f"{name}_relu2")(y)
     # Zero gamma on the last BN makes every block start as the identity (Goyal et al. 2017).
-    y = conv_bn(y, out_filters, 1, 1, f"{name}_conv3", bn_momentum, l2_regularization,
+    y = conv_bn(y, out_filters, 1, 1, f"{name}_conv3", bn_momentum,
                 zero_gamma=True)
     y = layers.Add(name=f"{name}_add")([shortcut, y])
     return layers.ReLU(name=f"{name}_out")(y)
@@ -98,8 +93,7 @@ def _scaled(filters, width_multiplier):
     return max(1, int(round(filters * width_multiplier)))
 
 
-def build_resnet(depth, num_classes, input_shape, width_multiplier=1.0, bn_momentum=0.9,
-                 l2_regularization=0.0):
+def build_resnet(depth, num_classes, input_shape, width_multiplier=1.0, bn_momentum=0.9):
     """ResNet-`depth` classifier (channels_last) ending in a softmax over `num_classes`."""
     if depth not in RESNET_STAGES:
         raise ValueError(
@@ -108,15 +102,12 @@ def build_resnet(depth, num_classes, input_shape, width_multiplier=1.0, bn_momen
     block = BLOCKS[block_type]
 
     inputs = tf.keras.Input(shape=input_shape, name="image")
-    x = stem(inputs, _scaled(STAGE_FILTERS[0], width_multiplier), bn_momentum,
-             l2_regularization)
+    x = stem(inputs, _scaled(STAGE_FILTERS[0], width_multiplier), bn_momentum)
     for stage, (filters, num_blocks) in enumerate(zip(STAGE_FILTERS, blocks_per_stage), 1):
         for index in range(1, num_blocks + 1):
             strides = 2 if stage > 1 and index == 1 else 1
             x = block(x, _scaled(filters, width_multiplier), strides,
-                      f"stage{stage}_block{index}", bn_momentum, l2_regularization)
+                      f"stage{stage}_block{index}", bn_momentum)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax",
-                           kernel_regularizer=_regularizer(l2_regularization),
-                           name="predictions")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     return tf.keras.Model(inputs, outputs, name=f"resnet{depth}")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -51,6 +52,9 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
             tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY]),
         ],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
+        # The model's compiled Keras metrics expect the 2-way softmax, not the one
+        # probability TFMA reads: evaluate only the metrics listed here.
+        options=tfma.Options(include_default_metrics=wrappers_pb2.BoolValue(value=False)),
     )
 
 

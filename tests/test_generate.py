@@ -89,7 +89,9 @@ def test_second_call_with_same_parameters_does_not_rewrite(dataset):
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == mtimes
 
 
-@pytest.mark.parametrize("train, test, seed", [(TRAIN, TEST, 4), (TRAIN + 1, TEST, 3), (TRAIN, TEST + 1, 3)])
+@pytest.mark.parametrize(
+    "train, test, seed", [(TRAIN, TEST, 4), (TRAIN + 1, TEST, 3), (TRAIN, TEST + 1, 3)]
+)
 def test_different_parameters_on_existing_folder_raise(dataset, train, test, seed):
     root, _ = dataset
     with pytest.raises(FileExistsError, match=re.escape(str(root))):
@@ -119,20 +121,24 @@ def test_class_mean_colours_match():
     means = {}
     for class_name in generate.CLASSES:
         pixels = [
-            np.asarray(
-                generate.render_image(generate.image_rng(0, "training_set", class_name, n), class_name).resize((32, 32)),
-                dtype=np.float64,
-            )
-            for n in range(1, 151)
+            np.asarray(generate.render_image(rng, class_name).resize((32, 32)), dtype=np.float64)
+            for rng in (generate.image_rng(0, "training_set", class_name, n) for n in range(1, 151))
         ]
         means[class_name] = np.mean(pixels, axis=(0, 1, 2))
     assert np.abs(means["cats"] - means["dogs"]).max() < 10, means
 
 
 def test_cli_prints_one_line_summary(tmp_path, capsys):
-    generate.main(["--output", str(tmp_path / "cli"), "--train-per-class", "1", "--test-per-class", "1", "--seed", "2"])
-    generate.main(["--output", str(tmp_path / "cli"), "--train-per-class", "1", "--test-per-class", "1", "--seed", "2"])
+    args = ["--output", str(tmp_path / "cli"), "--train-per-class", "1", "--test-per-class", "1"]
+    generate.main(args)
+    generate.main(args)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("Generated") and lines[1].startswith("Already present")
     assert "1 cats + 1 dogs" in lines[0]
+
+    with pytest.raises(SystemExit) as exit_info:
+        generate.main(args + ["--seed", "5"])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and str(tmp_path / "cli") in error
