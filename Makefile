@@ -5,7 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-PIP_QUIET := 2>&1 | grep -v '^WARNING: Location' || true
+# Drops the warnings this machine's pip configuration prints for every package.
+PIP_QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 
 PIPELINE_NAME ?= cats-dogs-resnet
 DEFAULT_DATA_ROOT := outputs/data/default
@@ -15,9 +16,8 @@ RUNNER := pipeline/local_runner.py
 LOCAL_HOME ?= $(HOME)/tfx/local
 
 export TF_USE_LEGACY_KERAS := 1
+# Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_STEPS=5000
 export PIPELINE_NAME DATA_ROOT LOCAL_HOME
-# Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
-export PYTHONWARNINGS := ignore::FutureWarning
 
 .PHONY: pipeline test venv clean
 
@@ -34,6 +34,8 @@ $(VENV)/.installed: requirements.lock setup.py
 venv: $(VENV)/.installed
 
 # The whole pipeline on DATA_ROOT (default: the generated dataset), through the TFX CLI.
+# Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
+pipeline: export PYTHONWARNINGS := ignore::FutureWarning
 pipeline: venv
 	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi

@@ -77,8 +77,8 @@ def _property(node, name: str, default=None):
 
 
 def _metric_value(metric: dict) -> float | int:
-    value = metric.get("doubleValue")
-    return float(value) if value is not None else metric
+    value = float(metric["doubleValue"])
+    return int(value) if value.is_integer() else value
 
 
 def main() -> int:
