@@ -276,17 +276,11 @@ def _ImageToExample(  # pylint: disable=invalid-name
     """Reads `<input_base>/<split folder>/<class>/<file>` into tf.Examples.
 
     Per-file outcomes (written or rejected with a reason; no image bytes) go to JSON-lines
-    files under the prefix the executor's Do() chose, for the ingestion report.
+    files under the prefix Executor.Do() chose, for the ingestion report.
     """
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    runtime = json.loads(exec_properties.get(_RUNTIME_KEY) or "{}")
-    class_names = runtime.get("class_names")
-    if class_names is None:  # Used outside Do(): discover the classes here.
-        folder = split_folder_from_pattern(split_pattern)
-        configured = custom_config_to_dict(
-            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-        ).get(CLASS_NAMES_CONFIG_KEY, [])
-        class_names = sorted(scan_layout(input_base, {folder: folder}, configured)[folder])
+    # Set by Executor.Do(), after it has checked the layout.
+    runtime = json.loads(exec_properties[_RUNTIME_KEY])
 
     paths = sorted(tf.io.gfile.glob(os.path.join(input_base, split_pattern)))
     logging.info("ImageExampleGen: %d files match %s", len(paths), split_pattern)
@@ -295,13 +289,12 @@ def _ImageToExample(  # pylint: disable=invalid-name
         | "ListFiles" >> beam.Create(paths)
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
-        >> beam.ParDo(_ImageToExampleDoFn(class_names)).with_outputs(_OUTCOMES_TAG, main="examples")
+        >> beam.ParDo(_ImageToExampleDoFn(runtime["class_names"])).with_outputs(
+            _OUTCOMES_TAG, main="examples")
     )
-    outcomes_prefix = runtime.get("outcomes", {}).get(split_pattern)
-    if outcomes_prefix:
-        _ = results[_OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
-            outcomes_prefix, file_name_suffix=".jsonl"
-        )
+    _ = results[_OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
+        runtime["outcomes"][split_pattern], file_name_suffix=".jsonl"
+    )
     return results.examples
 
 

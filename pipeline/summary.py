@@ -19,17 +19,19 @@ SUMMARY_METRICS = ("binary_accuracy", "auc", "precision", "recall", "example_cou
 class RunSummary:
     run_id: str
     blessed: bool
-    metrics: dict[str, float]
+    metrics: dict[str, float]  # overall, by TFMA metric name
+    failed_thresholds: list[str]  # TFMA's message for each threshold not met
     pushed_model_dir: str | None  # None when nothing was pushed
     evaluation_uri: str
 
     def lines(self) -> list[str]:
-        metrics = ", ".join(f"{name} {value:.3f}" if isinstance(value, float) else
-                            f"{name} {value}" for name, value in self.metrics.items())
+        metrics = ", ".join(f"{name} {value:.0f}" if name == "example_count" else
+                            f"{name} {value:.3f}" for name, value in self.metrics.items())
         verdict = "BLESSED" if self.blessed else "NOT blessed (thresholds not met)"
         return [
             f"Run {self.run_id}: model {verdict}.",
             f"Eval metrics: {metrics}.",
+            *(f"Threshold not met: {failure}" for failure in self.failed_thresholds),
             f"Pushed to {self.pushed_model_dir}" if self.pushed_model_dir
             else "Nothing pushed: the serving directory is unchanged.",
             f"TFMA results: {self.evaluation_uri}",
@@ -57,12 +59,17 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
     blessing = artifact_of("ModelBlessing")
     pushed_model = artifact_of("PushedModel")
     overall = tfma.load_eval_result(evaluation.uri).get_metrics_for_slice()
-    metrics = {name: _metric_value(overall[name]) for name in SUMMARY_METRICS if name in overall}
+    metrics = {name: float(overall[name]["doubleValue"])
+               for name in SUMMARY_METRICS if name in overall}
+    validation = tfma.load_validation_result(evaluation.uri)
     pushed = _property(pushed_model, "pushed", default=0) == 1
     return RunSummary(
         run_id=run.name,
         blessed=_property(blessing, "blessed", default=0) == 1,
         metrics=metrics,
+        failed_thresholds=[f"{failure.metric_key.name}: {failure.message}"
+                           for per_slice in validation.metric_validations_per_slice
+                           for failure in per_slice.failures],
         pushed_model_dir=_property(pushed_model, "pushed_destination") if pushed else None,
         evaluation_uri=evaluation.uri,
     )
@@ -74,11 +81,6 @@ def _property(node, name: str, default=None):
             value = properties[name]
             return getattr(value, value.WhichOneof("value"))
     return default
-
-
-def _metric_value(metric: dict) -> float | int:
-    value = float(metric["doubleValue"])
-    return int(value) if value.is_integer() else value
 
 
 def main() -> int:

@@ -111,6 +111,7 @@ def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run)
     assert not second.blessed
     assert second.pushed_model_dir is None
     assert "Nothing pushed" in result.stdout
+    assert any("binary_accuracy" in failure for failure in second.failed_thresholds)
     assert sorted(path.name for path in serving_dir.iterdir()) == versions_before
     assert execution_states(config, second.run_id) == {
         name: "CACHED" for name in UPSTREAM_COMPONENTS}

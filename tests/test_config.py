@@ -1,0 +1,47 @@
+"""PipelineConfig: defaults, checks that name the setting, environment overrides."""
+import re
+
+import pytest
+
+from pipeline.config import PipelineConfig
+
+
+def test_defaults_are_valid_and_paths_land_under_output_dir(tmp_path):
+    config = PipelineConfig(output_dir=str(tmp_path))
+    for path in (config.pipeline_root, config.metadata_path, config.serving_model_dir):
+        assert path.startswith(str(tmp_path))
+
+
+def test_uri_roots_are_kept_as_uris():
+    config = PipelineConfig(output_dir="gs://bucket/runs", data_root="gs://bucket/data")
+    assert config.pipeline_root == "gs://bucket/runs/pipeline_root/cats-dogs-resnet"
+    assert config.input_base == "gs://bucket/data"
+
+
+@pytest.mark.parametrize("setting, value, allowed", [
+    ("resnet_depth", 42, "one of [18, 34, 50, 101, 152]"),
+    ("image_size_px", 0, "a positive integer"),
+    ("image_size_px", 64.5, "a positive integer"),
+    ("min_accuracy", 1.5, "a number in [0, 1]"),
+    ("bn_momentum", 1.0, "a number in (0, 1)"),
+    ("class_names", ("dogs", "cats"), "sorted order"),
+    ("warmup_steps", 600, "[0, train_steps)"),
+])
+def test_a_wrong_setting_is_named_with_what_is_allowed(setting, value, allowed):
+    with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):
+        PipelineConfig(**{setting: value})
+
+
+def test_every_field_can_be_set_from_the_environment():
+    config = PipelineConfig.from_env({
+        "DATA_ROOT": "/data/kaggle", "TRAIN_STEPS": "1200", "MIN_ACCURACY": "0.85",
+        "ENABLE_CACHE": "false", "CLASS_NAMES": "cat, dog", "UNRELATED": "x",
+    })
+    assert (config.data_root, config.train_steps, config.min_accuracy) == ("/data/kaggle", 1200, 0.85)
+    assert config.enable_cache is False
+    assert config.class_names == ("cat", "dog")
+
+
+def test_an_unparsable_environment_value_is_named():
+    with pytest.raises(ValueError, match=r"TRAIN_STEPS='lots'.*int"):
+        PipelineConfig.from_env({"TRAIN_STEPS": "lots"})
