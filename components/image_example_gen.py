@@ -57,6 +57,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
+from components.image_files import RejectedFile, describe_error, is_ignored, read_image
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -70,6 +71,10 @@ REPORT_FILE_NAME = "ingestion_report.json"
 TRAIN_SPLIT_FOLDER = "training_set"
 EVAL_SPLIT_FOLDER = "test_set"
 CLASS_NAMES_CONFIG_KEY = "class_names"
+MAX_IMAGE_PIXELS_CONFIG_KEY = "max_image_pixels"
+MAX_REJECTED_FRACTION_CONFIG_KEY = "max_rejected_fraction"
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # larger than any photo; decoding it would take 150 MB
+DEFAULT_MAX_REJECTED_FRACTION = 0.05
 
 # Split patterns must be "<split folder>/*/*": one level of class folders, then files.
 _PATTERN_SUFFIX = "/*/*"
@@ -92,10 +97,18 @@ def default_input_config() -> example_gen_pb2.Input:
     )
 
 
-def make_custom_config(class_names: Sequence[str] = ()) -> example_gen_pb2.CustomConfig:
-    """Packs ``{"class_names": [...]}`` (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
+def make_custom_config(
+    class_names: Sequence[str] = (),
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+    max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
+) -> example_gen_pb2.CustomConfig:
+    """Packs the settings (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
     struct = struct_pb2.Struct()
-    struct.update({CLASS_NAMES_CONFIG_KEY: list(class_names)})
+    struct.update({
+        CLASS_NAMES_CONFIG_KEY: list(class_names),
+        MAX_IMAGE_PIXELS_CONFIG_KEY: max_image_pixels,
+        MAX_REJECTED_FRACTION_CONFIG_KEY: max_rejected_fraction,
+    })
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(struct)
     return config
@@ -166,6 +179,8 @@ def scan_layout(
     """Validates the folder layout; returns {split name: {class name: number of files}}.
 
     Cheap: lists folders, reads no file. Raises ValueError naming the offending path.
+    Hidden and system files (see image_files.is_ignored) are ignored. With `class_names`,
+    other folders are ignored too; without, every folder is a class.
     """
     class_names = list(class_names)
     counts: Dict[str, Dict[str, int]] = {}
@@ -177,6 +192,8 @@ def scan_layout(
         found: List[str] = []
         for name in _listdir(split_dir):
             path = os.path.join(split_dir, name)
+            if is_ignored(name):
+                continue
             if not tf.io.gfile.isdir(path):
                 raise ValueError(
                     f"File lying directly in split folder (expected only class folders): {path}"
@@ -184,21 +201,22 @@ def scan_layout(
             found.append(name)
         if not found:
             raise ValueError(f"No class folders in split folder: {split_dir}")
-        if class_names and found != sorted(class_names):
+        missing = sorted(set(class_names) - set(found))
+        if missing:
             raise ValueError(
-                f"Class folders in {split_dir} do not match class_names: expected "
-                f"{sorted(class_names)}, found {found}"
+                f"Class folders missing in {split_dir}: {missing} (class_names expects "
+                f"{class_names}, found {found})"
             )
         counts[split_name] = {}
-        for name in found:
+        for name in class_names or found:
             class_dir = os.path.join(split_dir, name)
-            n_files = len(tf.io.gfile.listdir(class_dir))
+            n_files = sum(not is_ignored(file) for file in tf.io.gfile.listdir(class_dir))
             if n_files == 0:
                 raise ValueError(f"Empty class folder: {class_dir}")
             counts[split_name][name] = n_files
         classes_by_split[split_name] = found
 
-    splits = list(classes_by_split)
+    splits = [] if class_names else list(classes_by_split)
     first = splits[0] if splits else None
     for other in splits[1:]:
         if classes_by_split[other] != classes_by_split[first]:
@@ -221,49 +239,37 @@ def _int64_feature(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
-def _error_reason(error: Exception) -> str:
-    message = getattr(error, "message", None) or str(error) or type(error).__name__
-    message = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", message)
-    message = re.sub(r"\s*\[Op:\w+\]\s*$", "", message)
-    return message.strip().splitlines()[0] if message.strip() else type(error).__name__
-
-
 class _ImageToExampleDoFn(beam.DoFn):
     """One file path -> a tf.Example (main output) and an outcome record (side output)."""
 
-    def __init__(self, class_names: Sequence[str]):
+    def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int):
         self._class_index = {name: i for i, name in enumerate(class_names)}
+        self._data_root = data_root
+        self._max_image_pixels = max_image_pixels
 
     def process(self, path: str):
         parts = path.rstrip("/").split("/")
         class_name, rel = parts[-2], "/".join(parts[-2:])
-        outcome = {"file": rel, "class": class_name}
-        try:
-            if tf.io.gfile.isdir(path):
-                raise ValueError("is a folder, not an image file")
-            with tf.io.gfile.GFile(path, "rb") as f:
-                data = f.read()
-            if not data:
-                raise ValueError("empty file (0 bytes)")
-            image = tf.io.decode_image(data, channels=3, expand_animations=False)
-            height, width = int(image.shape[0]), int(image.shape[1])
-        except Exception as e:  # noqa: BLE001 - every failure is reported, none dropped
-            outcome.update(written=False, reason=_error_reason(e))
-            yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
-            return
-        yield tf.train.Example(
-            features=tf.train.Features(
-                feature={
-                    IMAGE_KEY: _bytes_feature(data),
+        outcome = {"file": rel, "class": class_name, "outcome": "ignored"}
+        if class_name not in self._class_index:
+            outcome["reason"] = "not in a class folder"
+        elif is_ignored(parts[-1]):
+            outcome["reason"] = "hidden or system file"
+        else:
+            try:
+                image = read_image(path, self._data_root, self._max_image_pixels)
+            except (RejectedFile, OSError, tf.errors.OpError) as error:
+                outcome.update(outcome="rejected", reason=describe_error(error))
+            else:
+                outcome["outcome"] = "written"
+                yield tf.train.Example(features=tf.train.Features(feature={
+                    IMAGE_KEY: _bytes_feature(image.data),
                     LABEL_KEY: _int64_feature(self._class_index[class_name]),
                     LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
                     FILE_NAME_KEY: _bytes_feature(rel.encode("utf-8")),
-                    HEIGHT_KEY: _int64_feature(height),
-                    WIDTH_KEY: _int64_feature(width),
-                }
-            )
-        )
-        outcome["written"] = True
+                    HEIGHT_KEY: _int64_feature(image.height),
+                    WIDTH_KEY: _int64_feature(image.width),
+                }))
         yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
 
 
@@ -289,7 +295,8 @@ def _ImageToExample(  # pylint: disable=invalid-name
         | "ListFiles" >> beam.Create(paths)
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
-        >> beam.ParDo(_ImageToExampleDoFn(runtime["class_names"])).with_outputs(
+        >> beam.ParDo(_ImageToExampleDoFn(runtime["class_names"], input_base,
+                                          runtime["max_image_pixels"])).with_outputs(
             _OUTCOMES_TAG, main="examples")
     )
     _ = results[_OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
@@ -309,34 +316,54 @@ def _read_outcomes(prefix: str) -> Iterable[Dict[str, Any]]:
                     yield json.loads(line)
 
 
+_OUTCOMES = ("written", "rejected", "ignored")
+
+
 def build_split_report(
     split_folder: str,
     class_names: Sequence[str],
     outcomes: Iterable[Mapping[str, Any]],
 ) -> Dict[str, Any]:
+    """Counts per split and per class (seen = written + rejected + ignored), and the files
+    not written with their reasons."""
+    totals = collections.Counter()
     classes = {name: collections.Counter() for name in class_names}
-    rejected_files = []
+    not_written = {"rejected": [], "ignored": []}
     for outcome in outcomes:
-        counter = classes.setdefault(outcome["class"], collections.Counter())
-        counter["seen"] += 1
-        if outcome["written"]:
-            counter["written"] += 1
-        else:
-            counter["rejected"] += 1
-            rejected_files.append(
+        kind = outcome["outcome"]
+        for counter in (totals, classes.get(outcome["class"], collections.Counter())):
+            counter["seen"] += 1
+            counter[kind] += 1
+        if kind != "written":
+            not_written[kind].append(
                 {"file": outcome["file"], "class": outcome["class"], "reason": outcome["reason"]}
             )
-    per_class = {
-        name: {k: c[k] for k in ("seen", "written", "rejected")} for name, c in classes.items()
-    }
+    keys = ("seen", *_OUTCOMES)
     return {
         "split_folder": split_folder,
-        "seen": sum(c["seen"] for c in per_class.values()),
-        "written": sum(c["written"] for c in per_class.values()),
-        "rejected": sum(c["rejected"] for c in per_class.values()),
-        "classes": per_class,
-        "rejected_files": sorted(rejected_files, key=lambda r: r["file"]),
+        **{key: totals[key] for key in keys},
+        "classes": {name: {key: c[key] for key in keys} for name, c in classes.items()},
+        "rejected_files": sorted(not_written["rejected"], key=lambda r: r["file"]),
+        "ignored_files": sorted(not_written["ignored"], key=lambda r: r["file"]),
     }
+
+
+def check_rejected_fraction(report: Mapping[str, Any], max_rejected_fraction: float) -> None:
+    """Fails rather than train on a gutted dataset, naming the worst offenders."""
+    for split_name, split in report["splits"].items():
+        candidates = split["written"] + split["rejected"]
+        fraction = split["rejected"] / candidates if candidates else 0.0
+        if fraction <= max_rejected_fraction:
+            continue
+        worst_classes = sorted(split["classes"].items(), key=lambda item: -item[1]["rejected"])
+        by_class = ", ".join(f"{name} {counts['rejected']}" for name, counts in worst_classes)
+        first = "; ".join(f"{r['file']}: {r['reason']}" for r in split["rejected_files"][:5])
+        raise ValueError(
+            f"Split {split_name!r} rejected {split['rejected']} of {candidates} image files "
+            f"({fraction:.1%}), above max_rejected_fraction={max_rejected_fraction}. "
+            f"Rejected by class: {by_class}. First rejected: {first}. "
+            "Every rejected file and its reason is in the ingestion report."
+        )
 
 
 class Executor(BaseExampleGenExecutor):
@@ -355,11 +382,9 @@ class Executor(BaseExampleGenExecutor):
         input_config = proto_utils.json_to_proto(
             exec_properties[standard_component_specs.INPUT_CONFIG_KEY], example_gen_pb2.Input()
         )
-        configured = _check_class_names(
-            custom_config_to_dict(
-                exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
-            ).get(CLASS_NAMES_CONFIG_KEY, [])
-        )
+        settings = custom_config_to_dict(
+            exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
+        configured = _check_class_names(settings.get(CLASS_NAMES_CONFIG_KEY, []))
         split_folders = {s.name: split_folder_from_pattern(s.pattern) for s in input_config.splits}
 
         # Layout errors fail here, before any Beam work.
@@ -380,6 +405,8 @@ class Executor(BaseExampleGenExecutor):
         exec_properties[_RUNTIME_KEY] = json.dumps(
             {
                 "class_names": class_names,
+                "max_image_pixels": int(
+                    settings.get(MAX_IMAGE_PIXELS_CONFIG_KEY, DEFAULT_MAX_IMAGE_PIXELS)),
                 "outcomes": {s.pattern: outcome_prefixes[s.name] for s in input_config.splits},
             }
         )
@@ -391,7 +418,7 @@ class Executor(BaseExampleGenExecutor):
             split_report = build_split_report(
                 split_folders[split.name], class_names, _read_outcomes(outcome_prefixes[split.name])
             )
-            seen = {name: c["seen"] for name, c in split_report["classes"].items()}
+            seen = {name: c["seen"] - c["ignored"] for name, c in split_report["classes"].items()}
             if seen != expected_counts[split.name]:
                 raise RuntimeError(
                     f"Files under {os.path.join(input_base, split_folders[split.name])} changed "
@@ -399,12 +426,13 @@ class Executor(BaseExampleGenExecutor):
                 )
             report["splits"][split.name] = split_report
             logging.info(
-                "ImageExampleGen split %r (%s): seen %d, written %d, rejected %d; %s",
+                "ImageExampleGen split %r (%s): seen %d, written %d, rejected %d, ignored %d; %s",
                 split.name,
                 split_folders[split.name],
                 split_report["seen"],
                 split_report["written"],
                 split_report["rejected"],
+                split_report["ignored"],
                 ", ".join(
                     f"{name} {c['written']}/{c['seen']}"
                     for name, c in split_report["classes"].items()
@@ -413,6 +441,8 @@ class Executor(BaseExampleGenExecutor):
         with tf.io.gfile.GFile(os.path.join(examples_uri, REPORT_FILE_NAME), "w") as f:
             f.write(json.dumps(report, indent=2, sort_keys=True))
         tf.io.gfile.rmtree(tmp_dir)
+        check_rejected_fraction(report, float(
+            settings.get(MAX_REJECTED_FRACTION_CONFIG_KEY, DEFAULT_MAX_REJECTED_FRACTION)))
 
 
 # ----------------------------------------------------------------------------- component
@@ -427,14 +457,18 @@ class ImageExampleGen(FileBasedExampleGen):
         self,
         input_base: str,
         class_names: Sequence[str] = (),
+        max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+        max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
         input_config: Optional[Union[example_gen_pb2.Input, data_types.RuntimeParameter]] = None,
         output_config: Optional[Union[example_gen_pb2.Output, data_types.RuntimeParameter]] = None,
     ):
         """
         Args:
           input_base: folder holding one folder per split (`training_set`, `test_set`).
-          class_names: expected class folder names, sorted; labels are their indices.
-            Empty: taken from the folders, in sorted order.
+          class_names: expected class folder names, sorted; labels are their indices;
+            other folders are ignored. Empty: every folder is a class, in sorted order.
+          max_image_pixels: files whose header claims more pixels are rejected undecoded.
+          max_rejected_fraction: the run fails when a split rejects a larger fraction.
           input_config: splits as `<split folder>/*/*` patterns; default
             train=`training_set/*/*`, eval=`test_set/*/*`.
           output_config: optional; by default the output splits are the input splits.
@@ -447,5 +481,6 @@ class ImageExampleGen(FileBasedExampleGen):
             input_base=input_base,
             input_config=input_config,
             output_config=output_config,
-            custom_config=make_custom_config(_check_class_names(class_names)),
+            custom_config=make_custom_config(
+                _check_class_names(class_names), max_image_pixels, max_rejected_fraction),
         )

@@ -21,6 +21,11 @@ class PipelineConfig:
     # evaluation treats index 1 as the positive class.
     class_names: tuple[str, ...] = ("cats", "dogs")
 
+    # Ingestion: a file whose header claims more pixels is rejected before decoding
+    # (decompression bombs); a split rejecting a larger fraction fails the run.
+    max_image_pixels: int = 50_000_000
+    max_rejected_fraction: float = 0.05
+
     # Transform.
     image_size_px: int = 64
 
@@ -59,7 +64,7 @@ class PipelineConfig:
         _check(list(self.class_names) == sorted(self.class_names),
                "class_names", "names in sorted order (label = index)", self.class_names)
         for name in ("image_size_px", "batch_size_per_replica", "train_steps",
-                     "steps_per_epoch"):
+                     "steps_per_epoch", "max_image_pixels"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                    name, "a positive integer", value)
@@ -73,6 +78,8 @@ class PipelineConfig:
         _check(0 <= self.warmup_steps < self.train_steps, "warmup_steps",
                "an integer in [0, train_steps)", self.warmup_steps)
         _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        _check(0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction",
+               "a number in [0, 1]", self.max_rejected_fraction)
         _check(0.0 <= self.min_accuracy <= 1.0, "min_accuracy", "a number in [0, 1]",
                self.min_accuracy)
         _check(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop",

@@ -63,7 +63,12 @@ def create_pipeline(
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
 ) -> tfx.dsl.Pipeline:
     """ImageExampleGen -> statistics/schema -> Transform -> Trainer -> Evaluator -> Pusher."""
-    example_gen = ImageExampleGen(input_base=config.input_base, class_names=config.class_names)
+    example_gen = ImageExampleGen(
+        input_base=config.input_base,
+        class_names=config.class_names,
+        max_image_pixels=config.max_image_pixels,
+        max_rejected_fraction=config.max_rejected_fraction,
+    )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)

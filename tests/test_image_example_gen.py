@@ -17,6 +17,7 @@ from components.image_example_gen import (
     REPORT_FILE_NAME,
     Executor,
     ImageExampleGen,
+    check_rejected_fraction,
     custom_config_to_dict,
     default_input_config,
     scan_layout,
@@ -63,6 +64,8 @@ GOOD = {
 CORRUPT = "training_set/cats/cat.666.jpg"  # random bytes
 EMPTY = "training_set/dogs/dog.0.jpg"  # zero bytes
 CORRUPT_EVAL = "test_set/dogs/dog.999.jpg"  # random bytes
+# A hidden file in a class folder, and a folder that is not a configured class.
+IGNORED = ["training_set/cats/.DS_Store", "training_set/birds/bird.1.jpg"]
 
 
 def make_dataset(root) -> str:
@@ -74,6 +77,8 @@ def make_dataset(root) -> str:
     _write(os.path.join(root, CORRUPT), rng.integers(0, 255, 300, dtype=np.uint8).tobytes())
     _write(os.path.join(root, CORRUPT_EVAL), rng.integers(0, 255, 200, dtype=np.uint8).tobytes())
     _write(os.path.join(root, EMPTY), b"")
+    for rel in IGNORED:
+        _write(os.path.join(root, rel), b"not an image")
     return root
 
 
@@ -96,9 +101,9 @@ VALID = ["training_set/cats/a.jpg", "training_set/dogs/b.jpg", "test_set/cats/c.
 
 def test_scan_layout_counts_files_per_class(tmp_path):
     root = make_dataset(tmp_path)
-    counts = scan_layout(root, SPLIT_FOLDERS)
+    # Hidden files and the unlisted "birds" folder are not counted.
+    counts = scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"])
     assert counts == {"train": {"cats": 4, "dogs": 4}, "eval": {"cats": 2, "dogs": 3}}
-    assert scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"]) == counts
 
 
 @pytest.mark.parametrize(
@@ -111,8 +116,12 @@ def test_scan_layout_counts_files_per_class(tmp_path):
             VALID + ["test_set/birds/e.jpg"], (), "test_set", "differ between splits", id="classes-differ"
         ),
         pytest.param(
-            VALID, ("cats", "foxes"), "training_set", "expected ['cats', 'foxes'], found ['cats', 'dogs']",
-            id="class-names-mismatch",
+            VALID, ("cats", "foxes"), "training_set", "missing in", id="configured-class-missing",
+        ),
+        pytest.param(
+            [VALID[0], "training_set/dogs/.DS_Store", *VALID[2:]], (), "training_set/dogs",
+            "Empty class folder",
+            id="only-hidden-files",
         ),
         pytest.param(VALID + ["training_set/stray.jpg"], (), "training_set/stray.jpg", "directly", id="stray-file"),
     ],
@@ -124,6 +133,15 @@ def test_layout_errors_name_the_path(tmp_path, layout, class_names, offending, e
     message = str(info.value)
     assert os.path.join(root, offending) in message
     assert extra in message
+
+
+def test_hidden_files_and_unlisted_folders_are_not_classes(tmp_path):
+    layout = VALID + ["training_set/.DS_Store", "training_set/birds/e.jpg", "test_set/Thumbs.db"]
+    root = make_minimal(tmp_path / "data", layout)
+    assert scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"]) == {
+        "train": {"cats": 1, "dogs": 1}, "eval": {"cats": 1, "dogs": 1}}
+    with pytest.raises(ValueError, match="differ between splits"):
+        scan_layout(root, SPLIT_FOLDERS)  # without class_names, birds would be a class
 
 
 def _exec_properties(root, class_names=()):
@@ -148,11 +166,12 @@ def test_component_config(tmp_path):
     )
     assert input_config == default_input_config()
     custom = props[standard_component_specs.CUSTOM_CONFIG_KEY]
-    assert custom_config_to_dict(custom) == {"class_names": ["cats", "dogs"]}
+    assert custom_config_to_dict(custom) == {
+        "class_names": ["cats", "dogs"], "max_image_pixels": 50_000_000,
+        "max_rejected_fraction": 0.05}
     default = ImageExampleGen(input_base=str(tmp_path)).exec_properties
-    assert custom_config_to_dict(default[standard_component_specs.CUSTOM_CONFIG_KEY]) == {
-        "class_names": []
-    }
+    assert custom_config_to_dict(default[standard_component_specs.CUSTOM_CONFIG_KEY])[
+        "class_names"] == []
     with pytest.raises(ValueError, match="sorted"):
         ImageExampleGen(input_base=str(tmp_path), class_names=["dogs", "cats"])
     with pytest.raises(ValueError, match="<split folder>"):
@@ -176,7 +195,8 @@ def ingested(tmp_path_factory):
     pipeline = tfx.dsl.Pipeline(
         pipeline_name="image-example-gen-test",
         pipeline_root=pipeline_root,
-        components=[ImageExampleGen(input_base=root, class_names=["cats", "dogs"])],
+        components=[ImageExampleGen(input_base=root, class_names=["cats", "dogs"],
+                                    max_rejected_fraction=0.5)],
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(base / "metadata.sqlite")
         ),
@@ -244,9 +264,11 @@ def test_report_lists_rejects_and_reconciles(ingested):
     train = report["splits"]["train"]
     assert train["split_folder"] == "training_set"
     assert train["classes"] == {
-        "cats": {"seen": 4, "written": 3, "rejected": 1},
-        "dogs": {"seen": 4, "written": 3, "rejected": 1},
+        "cats": {"seen": 5, "written": 3, "rejected": 1, "ignored": 1},
+        "dogs": {"seen": 4, "written": 3, "rejected": 1, "ignored": 0},
     }
+    assert {r["file"]: r["reason"] for r in train["ignored_files"]} == {
+        "cats/.DS_Store": "hidden or system file", "birds/bird.1.jpg": "not in a class folder"}
     rejected = {r["file"]: r for r in train["rejected_files"]}
     assert set(rejected) == {"cats/cat.666.jpg", "dogs/dog.0.jpg"}
     assert rejected["cats/cat.666.jpg"]["class"] == "cats"
@@ -259,9 +281,26 @@ def test_report_lists_rejects_and_reconciles(ingested):
     assert eval_["rejected_files"][0]["reason"]
 
     for split, split_report in report["splits"].items():
-        for counts in split_report["classes"].values():
-            assert counts["seen"] == counts["written"] + counts["rejected"]
-        for key in ("seen", "written", "rejected"):
+        for counts in [split_report, *split_report["classes"].values()]:
+            assert counts["seen"] == counts["written"] + counts["rejected"] + counts["ignored"]
+        for key in ("written", "rejected"):
             assert split_report[key] == sum(c[key] for c in split_report["classes"].values())
         assert split_report["rejected"] == len(split_report["rejected_files"])
+        assert split_report["ignored"] == len(split_report["ignored_files"])
         assert split_report["written"] == len(_read_split(uri, split))
+
+
+def test_too_many_rejections_fail_naming_the_worst_offenders():
+    def split(rejected_cats, rejected_dogs):
+        rejected = [{"file": f"cats/cat.{i}.jpg", "reason": "empty file (0 bytes)"}
+                    for i in range(rejected_cats)]
+        return {"written": 90, "rejected": rejected_cats + rejected_dogs, "rejected_files": rejected,
+                "classes": {"cats": {"rejected": rejected_cats}, "dogs": {"rejected": rejected_dogs}}}
+
+    check_rejected_fraction({"splits": {"train": split(2, 0)}}, max_rejected_fraction=0.05)
+    with pytest.raises(ValueError) as info:
+        check_rejected_fraction({"splits": {"train": split(8, 2)}}, max_rejected_fraction=0.05)
+    message = str(info.value)
+    assert "rejected 10 of 100 image files (10.0%)" in message
+    assert "Rejected by class: cats 8, dogs 2" in message
+    assert "cats/cat.0.jpg: empty file (0 bytes)" in message
