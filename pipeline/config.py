@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
 from models import resnet
+
+# How the Trainer spreads over devices: one machine's GPUs, or several machines'.
+DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -55,7 +59,27 @@ class PipelineConfig:
 
     # Beam: DirectRunner in multi-processing mode; 0 workers means one per CPU core.
     beam_num_workers: int = 0
+    # Beam args for a distributed runner (Dataflow, Flink, Spark), used by every Beam
+    # component (ExampleGen, StatisticsGen, Transform, Evaluator...) instead of the
+    # DirectRunner's; comma-separated in the environment.
+    beam_runner_args: tuple[str, ...] = ()
     enable_cache: bool = True
+
+    # Training hardware. The Trainer's request on Kubeflow: this many accelerators of this
+    # Kubernetes resource name on one node (0: none); MirroredStrategy uses all of them.
+    trainer_gpu_count: int = 0
+    trainer_accelerator_type: str = "nvidia.com/gpu"
+    # "mirrored": the GPUs of one machine. "multi_worker_mirrored": several machines, as
+    # described by tf_config (TF_CONFIG's JSON: the cluster and this worker's task).
+    distribution_strategy: str = "mirrored"
+    tf_config: str = ""
+
+    # Kubeflow Pipelines (kubeflow/runner.py). The image every component runs in
+    # (kubeflow/Dockerfile, pushed where the cluster can pull it).
+    container_image: str = "cats-dogs-resnet:0.1.0"
+    # Take data_root and the Trainer's train_args as pipeline parameters each run may set
+    # (this config's values are their defaults); the Kubeflow runner turns it on.
+    per_run_parameters: bool = False
 
     def __post_init__(self) -> None:
         _check(self.pipeline_name != "", "pipeline_name", "a non-empty name", self.pipeline_name)
@@ -86,6 +110,27 @@ class PipelineConfig:
                "a number in [0, 1]", self.max_accuracy_drop)
         _check(self.beam_num_workers >= 0, "beam_num_workers",
                "an integer >= 0 (0: one per CPU core)", self.beam_num_workers)
+        _check(not self.beam_runner_args or (
+                   all(arg.startswith("--") for arg in self.beam_runner_args)
+                   and any(arg.startswith("--runner=") for arg in self.beam_runner_args)),
+               "beam_runner_args", "none, or --flags including --runner=...",
+               self.beam_runner_args)
+        _check(isinstance(self.trainer_gpu_count, int) and self.trainer_gpu_count >= 0,
+               "trainer_gpu_count", "an integer >= 0", self.trainer_gpu_count)
+        _check(self.trainer_accelerator_type != "", "trainer_accelerator_type",
+               "a Kubernetes resource name such as nvidia.com/gpu",
+               self.trainer_accelerator_type)
+        _check(self.distribution_strategy in DISTRIBUTION_STRATEGIES, "distribution_strategy",
+               f"one of {list(DISTRIBUTION_STRATEGIES)}", self.distribution_strategy)
+        if self.distribution_strategy == "multi_worker_mirrored":
+            _check(_is_tf_config(self.tf_config), "tf_config",
+                   'TF_CONFIG JSON: {"cluster": {...}, "task": {"type": ..., "index": ...}}',
+                   self.tf_config)
+        else:
+            _check(self.tf_config == "", "tf_config",
+                   "empty unless distribution_strategy=multi_worker_mirrored", self.tf_config)
+        _check(self.container_image != "", "container_image", "an image reference",
+               self.container_image)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineConfig:
@@ -99,6 +144,12 @@ class PipelineConfig:
             if text:
                 values[field.name] = _parse(field.name.upper(), text, field.default)
         return cls(**values)
+
+    def check_data_root_exists(self) -> None:
+        """A local data root that is missing stops a run before any work starts."""
+        if "://" not in self.data_root and not Path(self.data_root).is_dir():
+            raise ValueError(f"Invalid setting data_root={self.data_root!r}: expected a folder "
+                             "in the Kaggle layout (training_set/, test_set/); it does not exist.")
 
     # Absolute paths (or URIs), all under output_dir so that one setting moves everything.
     @property
@@ -119,7 +170,7 @@ class PipelineConfig:
 
     @property
     def beam_pipeline_args(self) -> list[str]:
-        return [
+        return list(self.beam_runner_args) or [
             "--direct_running_mode=multi_processing",
             f"--direct_num_workers={self.beam_num_workers}",
         ]
@@ -137,6 +188,8 @@ class PipelineConfig:
             "steps_per_epoch": self.steps_per_epoch,
             "learning_rate": self.learning_rate,
             "warmup_steps": self.warmup_steps,
+            "distribution_strategy": self.distribution_strategy,
+            "tf_config": json.loads(self.tf_config) if self.tf_config else {},
         }
 
 
@@ -144,6 +197,16 @@ def _absolute(base: str, *parts: str) -> str:
     """`base/parts...`, made absolute unless `base` is a URI such as gs://bucket."""
     joined = "/".join([base.rstrip("/"), *parts])
     return joined if "://" in base else str(Path(joined).absolute())
+
+
+def _is_tf_config(text: str) -> bool:
+    try:
+        tf_config = json.loads(text)
+        return (isinstance(tf_config.get("cluster"), dict) and bool(tf_config["cluster"])
+                and isinstance(tf_config["task"]["type"], str)
+                and isinstance(tf_config["task"]["index"], int))
+    except (ValueError, AttributeError, KeyError, TypeError):
+        return False
 
 
 def _check(ok: bool, name: str, allowed: str, value: Any) -> None:

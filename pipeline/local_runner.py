@@ -14,6 +14,7 @@ from pipeline.definition import create_pipeline
 
 def run() -> None:
     config = PipelineConfig.from_env()
+    config.check_data_root_exists()
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))

@@ -45,3 +45,10 @@ def test_every_field_can_be_set_from_the_environment():
 def test_an_unparsable_environment_value_is_named():
     with pytest.raises(ValueError, match=r"TRAIN_STEPS='lots'.*int"):
         PipelineConfig.from_env({"TRAIN_STEPS": "lots"})
+
+
+def test_a_missing_data_root_is_named(tmp_path):
+    PipelineConfig(data_root=str(tmp_path)).check_data_root_exists()
+    PipelineConfig(data_root="gs://bucket/data").check_data_root_exists()  # not checked here
+    with pytest.raises(ValueError, match=r"data_root='/no/such/folder'.*does not exist"):
+        PipelineConfig(data_root="/no/such/folder").check_data_root_exists()
