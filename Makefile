@@ -51,3 +51,28 @@ test: venv
 
 clean:
 	rm -rf outputs
+
+# Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
+# OUTPUT_DIR (object storage the cluster reaches), CONTAINER_IMAGE, BEAM_RUNNER_ARGS,
+# TRAINER_GPU_COUNT; submission needs KFP_ENDPOINT, a schedule CRON (6 fields).
+CONTAINER_IMAGE ?= cats-dogs-resnet:0.1.0
+KUBEFLOW_SUBMIT := $(BIN)/python -m kubeflow.submit
+export CONTAINER_IMAGE
+
+.PHONY: kubeflow-compile kubeflow-image kubeflow-upload kubeflow-run kubeflow-schedule
+
+kubeflow-compile: export PYTHONWARNINGS := ignore::FutureWarning
+kubeflow-compile: venv
+	$(BIN)/python -m kubeflow.runner
+
+kubeflow-image:
+	docker build -f kubeflow/Dockerfile -t $(CONTAINER_IMAGE) .
+	docker push $(CONTAINER_IMAGE)
+
+kubeflow-upload kubeflow-run kubeflow-schedule: export PYTHONWARNINGS := ignore::FutureWarning
+kubeflow-upload: venv
+	$(KUBEFLOW_SUBMIT) upload
+kubeflow-run: venv
+	$(KUBEFLOW_SUBMIT) run
+kubeflow-schedule: venv
+	$(KUBEFLOW_SUBMIT) schedule --cron "$(CRON)"

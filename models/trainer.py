@@ -3,7 +3,7 @@
 TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config` (built by
 `PipelineConfig.model_config()`).
 """
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -19,8 +19,17 @@ from models import features, resnet
 _MIN_CROP_FRACTION = 0.8
 
 
-def distribution_strategy() -> tf.distribute.MirroredStrategy:
-    """Mirrors over all visible GPUs, else over the CPU's logical devices."""
+def distribution_strategy(custom_config: Optional[Mapping[str, Any]] = None
+                          ) -> tf.distribute.Strategy:
+    """The strategy custom_config["distribution_strategy"] names ("mirrored" if unset).
+
+    "mirrored": all visible GPUs of this machine, else the CPU's logical devices.
+    "multi_worker_mirrored": all GPUs of every worker of the cluster that this process's
+    TF_CONFIG environment variable describes (set per worker by its launcher).
+    """
+    custom_config = custom_config or {}
+    if custom_config.get("distribution_strategy", "mirrored") == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
 
@@ -138,7 +147,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = fn_args.custom_config
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    strategy = distribution_strategy()
+    strategy = distribution_strategy(config)
     global_batch_size = config["batch_size_per_replica"] * strategy.num_replicas_in_sync
     logging.info("Training on %d replica(s), global batch %d, %d steps.",
                  strategy.num_replicas_in_sync, global_batch_size, fn_args.train_steps)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any, Mapping
@@ -11,6 +10,7 @@ from models import resnet
 
 # How the Trainer spreads over devices: one machine's GPUs, or several machines'.
 DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -69,10 +69,10 @@ class PipelineConfig:
     # Kubernetes resource name on one node (0: none); MirroredStrategy uses all of them.
     trainer_gpu_count: int = 0
     trainer_accelerator_type: str = "nvidia.com/gpu"
-    # "mirrored": the GPUs of one machine. "multi_worker_mirrored": several machines, as
-    # described by tf_config (TF_CONFIG's JSON: the cluster and this worker's task).
+    # "mirrored": the GPUs of one machine. "multi_worker_mirrored": several machines, each
+    # worker told the cluster and its own task by its TF_CONFIG environment variable, which
+    # the launcher (e.g. a TFJob) sets per worker: it is not pipeline configuration.
     distribution_strategy: str = "mirrored"
-    tf_config: str = ""
 
     # Kubeflow Pipelines (kubeflow/runner.py). The image every component runs in
     # (kubeflow/Dockerfile, pushed where the cluster can pull it).
@@ -122,13 +122,6 @@ class PipelineConfig:
                self.trainer_accelerator_type)
         _check(self.distribution_strategy in DISTRIBUTION_STRATEGIES, "distribution_strategy",
                f"one of {list(DISTRIBUTION_STRATEGIES)}", self.distribution_strategy)
-        if self.distribution_strategy == "multi_worker_mirrored":
-            _check(_is_tf_config(self.tf_config), "tf_config",
-                   'TF_CONFIG JSON: {"cluster": {...}, "task": {"type": ..., "index": ...}}',
-                   self.tf_config)
-        else:
-            _check(self.tf_config == "", "tf_config",
-                   "empty unless distribution_strategy=multi_worker_mirrored", self.tf_config)
         _check(self.container_image != "", "container_image", "an image reference",
                self.container_image)
 
@@ -175,8 +168,13 @@ class PipelineConfig:
             f"--direct_num_workers={self.beam_num_workers}",
         ]
 
+    def transform_config(self) -> dict[str, Any]:
+        """Transform's `custom_config`: only what the transform depends on, so that a
+        training knob changed does not recompute the transform."""
+        return {"image_size_px": self.image_size_px}
+
     def model_config(self) -> dict[str, Any]:
-        """The knobs Transform and Trainer need, as their JSON `custom_config`."""
+        """The knobs the Trainer needs, as its JSON `custom_config`."""
         return {
             "class_names": list(self.class_names),
             "image_size_px": self.image_size_px,
@@ -189,7 +187,6 @@ class PipelineConfig:
             "learning_rate": self.learning_rate,
             "warmup_steps": self.warmup_steps,
             "distribution_strategy": self.distribution_strategy,
-            "tf_config": json.loads(self.tf_config) if self.tf_config else {},
         }
 
 
@@ -197,16 +194,6 @@ def _absolute(base: str, *parts: str) -> str:
     """`base/parts...`, made absolute unless `base` is a URI such as gs://bucket."""
     joined = "/".join([base.rstrip("/"), *parts])
     return joined if "://" in base else str(Path(joined).absolute())
-
-
-def _is_tf_config(text: str) -> bool:
-    try:
-        tf_config = json.loads(text)
-        return (isinstance(tf_config.get("cluster"), dict) and bool(tf_config["cluster"])
-                and isinstance(tf_config["task"]["type"], str)
-                and isinstance(tf_config["task"]["index"], int))
-    except (ValueError, AttributeError, KeyError, TypeError):
-        return False
 
 
 def _check(ok: bool, name: str, allowed: str, value: Any) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Optional
 
 import tensorflow_model_analysis as tfma
-from google.protobuf import wrappers_pb2
+from google.protobuf import json_format, wrappers_pb2
+from kfp.pipeline_spec.pipeline_spec_pb2 import PipelineDeploymentConfig
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
@@ -14,6 +15,8 @@ import models
 from components.image_example_gen import ImageExampleGen
 from models import features
 from pipeline.config import PipelineConfig
+
+ResourceSpec = PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 
 # TFX packages the folder of a module file as user code, so Transform and Trainer run
 # this code as it is when the pipeline is compiled, and rerun when it changes.
@@ -58,13 +61,30 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def trainer_resources(config: PipelineConfig) -> ResourceSpec:
+    """The Trainer container's GPU request, as Kubeflow Pipelines reads it."""
+    count = config.trainer_gpu_count
+    kind = config.trainer_accelerator_type
+    # KFP 2 reads the resource_* fields; older backends read type and count.
+    return ResourceSpec(accelerator=ResourceSpec.AcceleratorConfig(
+        type=kind, count=count, resource_type=kind, resource_count=str(count)))
+
+
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
 ) -> tfx.dsl.Pipeline:
     """ImageExampleGen -> statistics/schema -> Transform -> Trainer -> Evaluator -> Pusher."""
+    input_base = config.input_base
+    train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
+    if config.per_run_parameters:
+        input_base = tfx.dsl.experimental.RuntimeParameter(
+            name="data_root", ptype=str, default=input_base)
+        # A proto cannot hold a parameter, so the whole TrainArgs is one, as its JSON.
+        train_args = tfx.dsl.experimental.RuntimeParameter(
+            name="train_args", ptype=str, default=json_format.MessageToJson(train_args, indent=None))
     example_gen = ImageExampleGen(
-        input_base=config.input_base,
+        input_base=input_base,
         class_names=config.class_names,
         max_image_pixels=config.max_image_pixels,
         max_rejected_fraction=config.max_rejected_fraction,
@@ -78,17 +98,19 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         module_file=PREPROCESSING_MODULE,
-        custom_config=config.model_config(),
+        custom_config=config.transform_config(),
     )
     trainer = tfx.components.Trainer(
         module_file=TRAINER_MODULE,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        train_args=train_args,
         eval_args=tfx.proto.EvalArgs(),
         custom_config=config.model_config(),
     )
+    if config.trainer_gpu_count:
+        trainer.with_platform_config(trainer_resources(config))
     latest_blessed_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
