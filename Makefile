@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS := 1
 # Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_STEPS=5000
 export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 
-.PHONY: pipeline test venv clean
+.PHONY: pipeline register retrain history report test venv clean
 
 # The virtual environment, from the fully pinned lock. Re-created when the lock changes.
 # TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
@@ -39,14 +39,37 @@ pipeline: export PYTHONWARNINGS := ignore::FutureWarning
 pipeline: venv
 	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
+	$(MAKE) --no-print-directory register
+	$(BIN)/tfx run create --engine=local --pipeline_name=$(PIPELINE_NAME)
+	$(BIN)/cats-dogs-report > /dev/null
+	$(BIN)/python -m pipeline.summary
+
+# The evaluation report (HTML + JSON under outputs/reports/) of the latest run, or of
+# RUN=<run id or Evaluator output path>; COMPARE_WITH=<another run> puts two side by side.
+report: export PYTHONWARNINGS := ignore::FutureWarning
+report: venv
+	$(BIN)/cats-dogs-report $(RUN) $(if $(COMPARE_WITH),--compare-with $(COMPARE_WITH))
+
+# Registers the pipeline with the TFX CLI, or updates it when it is already registered.
+register: export PYTHONWARNINGS := ignore::FutureWarning
+register: venv
 	if [ -f "$(LOCAL_HOME)/$(PIPELINE_NAME)/pipeline_args.json" ]; then \
 	  $(BIN)/tfx pipeline update --engine=local --pipeline_path=$(RUNNER); \
 	else \
 	  $(BIN)/tfx pipeline create --engine=local --pipeline_path=$(RUNNER); fi
-	$(BIN)/tfx run create --engine=local --pipeline_name=$(PIPELINE_NAME)
-	$(BIN)/python -m pipeline.summary
 
+# One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...): see the README.
+retrain: export PYTHONWARNINGS := ignore::FutureWarning
+retrain: venv
+	$(BIN)/python -m pipeline.retrain
+
+# The runs so far: time, spans, eval accuracy, blessed, pushed version.
+history: venv
+	$(BIN)/python -m pipeline.history
+
+# The report tests open the HTML in headless Chromium (Debian's package).
 test: venv
+	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	$(BIN)/python -m pytest
 
 clean:

@@ -9,6 +9,8 @@ setup(
     name="tfx-cats-dogs-resnet",
     version="0.1.0",
     description="A tested TFX pipeline training a ResNet on cats-vs-dogs images",
-    packages=find_packages(include=["pipeline*", "components*", "models*", "data*", "kubeflow*"]),
+    packages=find_packages(include=["pipeline*", "components*", "models*", "data*", "kubeflow*",
+                                    "reports*"]),
+    entry_points={"console_scripts": ["cats-dogs-report = reports.cli:main"]},
     python_requires=">=3.11",
 )

@@ -7,7 +7,8 @@ Expected layout (the Kaggle cats-vs-dogs one)::
 
 Every file becomes one tf.Example with the raw encoded bytes (exactly as on disk), the
 class index (into the sorted class names), the class folder name, the path relative to
-the split folder, and the decoded height and width. Decodability is decided with the
+the split folder, the decoded height and width, and two slicing features derived from
+them (size bucket and orientation, see models/features.py). Decodability is decided with the
 decoder Transform uses later, ``tf.io.decode_image(data, channels=3,
 expand_animations=False)``; a file that fails is not written, and it is listed with its
 reason in ``ingestion_report.json`` at the root of the output Examples artifact (next
@@ -64,12 +65,18 @@ from models.features import (
     IMAGE_KEY,
     LABEL_KEY,
     LABEL_NAME_KEY,
+    ORIENTATION_KEY,
+    SIZE_BUCKET_KEY,
+    SIZE_BUCKETS,
+    SQUARE_TOLERANCE,
     WIDTH_KEY,
 )
 
 REPORT_FILE_NAME = "ingestion_report.json"
 TRAIN_SPLIT_FOLDER = "training_set"
 EVAL_SPLIT_FOLDER = "test_set"
+# New data arrives as numbered drops, each in the layout above: span-1/, span-2/, ...
+SPAN_FOLDER_PATTERN = "span-{SPAN}"
 CLASS_NAMES_CONFIG_KEY = "class_names"
 MAX_IMAGE_PIXELS_CONFIG_KEY = "max_image_pixels"
 MAX_REJECTED_FRACTION_CONFIG_KEY = "max_rejected_fraction"
@@ -87,12 +94,16 @@ _TMP_DIR_NAME = ".ingestion_tmp"
 # ----------------------------------------------------------------------------- config
 
 
-def default_input_config() -> example_gen_pb2.Input:
-    """Split "train" from training_set/<class>/<file>, "eval" from test_set/<class>/<file>."""
+def default_input_config(in_spans: bool = False) -> example_gen_pb2.Input:
+    """Split "train" from training_set/<class>/<file>, "eval" from test_set/<class>/<file>;
+    in spans, under the newest `span-<N>/` folder (TFX resolves {SPAN} to the largest N)."""
+    prefix = SPAN_FOLDER_PATTERN + "/" if in_spans else ""
     return example_gen_pb2.Input(
         splits=[
-            example_gen_pb2.Input.Split(name="train", pattern=TRAIN_SPLIT_FOLDER + _PATTERN_SUFFIX),
-            example_gen_pb2.Input.Split(name="eval", pattern=EVAL_SPLIT_FOLDER + _PATTERN_SUFFIX),
+            example_gen_pb2.Input.Split(
+                name="train", pattern=prefix + TRAIN_SPLIT_FOLDER + _PATTERN_SUFFIX),
+            example_gen_pb2.Input.Split(
+                name="eval", pattern=prefix + EVAL_SPLIT_FOLDER + _PATTERN_SUFFIX),
         ]
     )
 
@@ -239,6 +250,18 @@ def _int64_feature(value: int) -> tf.train.Feature:
     return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
 
+def size_bucket(height: int, width: int) -> str:
+    """The SIZE_BUCKETS name for an image's longer side."""
+    longer_side = max(height, width)
+    return next(name for name, bound in SIZE_BUCKETS if bound is None or longer_side < bound)
+
+
+def orientation(height: int, width: int) -> str:
+    if abs(width - height) <= SQUARE_TOLERANCE * max(height, width):
+        return "square"
+    return "landscape" if width > height else "portrait"
+
+
 class _ImageToExampleDoFn(beam.DoFn):
     """One file path -> a tf.Example (main output) and an outcome record (side output)."""
 
@@ -269,6 +292,10 @@ class _ImageToExampleDoFn(beam.DoFn):
                     FILE_NAME_KEY: _bytes_feature(rel.encode("utf-8")),
                     HEIGHT_KEY: _int64_feature(image.height),
                     WIDTH_KEY: _int64_feature(image.width),
+                    SIZE_BUCKET_KEY: _bytes_feature(
+                        size_bucket(image.height, image.width).encode("utf-8")),
+                    ORIENTATION_KEY: _bytes_feature(
+                        orientation(image.height, image.width).encode("utf-8")),
                 }))
         yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
 

@@ -7,6 +7,15 @@ LABEL_NAME_KEY = "label_name"  # class folder name, e.g. "cats"
 FILE_NAME_KEY = "file_name"  # path relative to the split folder, e.g. "cats/cat.1.jpg"
 HEIGHT_KEY = "height"  # decoded height in pixels
 WIDTH_KEY = "width"  # decoded width in pixels
+# Slicing features for the evaluation report: where a model is weak often depends on
+# the photo's size and shape, which TFMA can only slice on if the raw examples carry them.
+SIZE_BUCKET_KEY = "size_bucket"  # from the longer side: see SIZE_BUCKETS
+ORIENTATION_KEY = "orientation"  # "landscape", "portrait" or "square"
+
+# (name, longer side in pixels below which an image falls in it); the last has no bound.
+SIZE_BUCKETS = (("small", 200), ("medium", 400), ("large", None))
+# Sides within this fraction of each other count as square.
+SQUARE_TOLERANCE = 0.05
 
 # Transformed features, as written by Transform.
 TRANSFORMED_IMAGE_KEY = "image"  # float32 [size, size, 3], normalised per channel

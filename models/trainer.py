@@ -3,6 +3,9 @@
 TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config` (built by
 `PipelineConfig.model_config()`).
 """
+import hashlib
+import json
+import os
 from typing import Any, Mapping, Optional
 
 import tensorflow as tf
@@ -12,6 +15,12 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features, resnet
+
+# Beside the Model artifact's Format-Serving/: the weights and the architecture they fit,
+# for the next run's warm start. The Pusher copies only Format-Serving/.
+TRAINING_STATE_DIR = "training_state"
+# The settings that fix the shapes of the weights.
+ARCHITECTURE_KEYS = ("resnet_depth", "width_multiplier", "image_size_px", "class_names")
 
 # Augmentation: a random crop keeping 80-100% of each side, resized back, plus a
 # horizontal flip. Light on purpose: the Kaggle photos are centred, and a short CPU run
@@ -143,6 +152,54 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
     })
 
 
+def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: config[key] for key in ARCHITECTURE_KEYS}
+
+
+def save_training_state(model: tf.keras.Model, config: Mapping[str, Any],
+                        serving_model_dir: str) -> None:
+    state_dir = os.path.join(os.path.dirname(serving_model_dir), TRAINING_STATE_DIR)
+    model.save_weights(os.path.join(state_dir, "weights"))
+    with tf.io.gfile.GFile(os.path.join(state_dir, "architecture.json"), "w") as file:
+        json.dump(architecture(config), file)
+
+
+def warm_start(model: tf.keras.Model, config: Mapping[str, Any],
+               base_model_dir: Optional[str]) -> str:
+    """Loads the base model's weights when its architecture matches; logs and returns
+    what it did."""
+    state_dir = os.path.join(os.path.dirname(base_model_dir or ""), TRAINING_STATE_DIR)
+    architecture_file = os.path.join(state_dir, "architecture.json")
+    if not base_model_dir:
+        outcome = "Training from scratch: no blessed model to start from."
+    elif not tf.io.gfile.exists(architecture_file):
+        outcome = f"Training from scratch: {base_model_dir} has no saved weights."
+    else:
+        with tf.io.gfile.GFile(architecture_file) as file:
+            base_architecture = json.load(file)
+        if base_architecture != architecture(config):
+            outcome = (f"Training from scratch: the blessed model's architecture "
+                       f"{base_architecture} differs from this one's {architecture(config)}.")
+        else:
+            model.load_weights(os.path.join(state_dir, "weights"))
+            outcome = f"Warm start from the latest blessed model's weights: {state_dir}"
+    logging.info(outcome)
+    return outcome
+
+
+def backup_dir(fn_args: tfx.components.FnArgs) -> str:
+    """Where an interrupted training of these very inputs left its last epoch.
+
+    Keyed by the inputs, not the execution: a rerun after a crash is a new execution.
+    """
+    inputs = json.dumps([fn_args.train_files, fn_args.eval_files, fn_args.transform_output,
+                         fn_args.train_steps, fn_args.base_model, fn_args.custom_config],
+                        sort_keys=True)
+    trainer_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir))
+    return os.path.join(trainer_dir, ".training_backup",
+                        hashlib.sha256(inputs.encode()).hexdigest()[:16])
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = fn_args.custom_config
@@ -158,7 +215,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                  tf_transform_output, global_batch_size, training=False)
     with strategy.scope():
         model = build_and_compile_model(config, fn_args.train_steps)
+        warm_start(model, config, fn_args.base_model)
 
+    backup = backup_dir(fn_args)
+    # BackupAndRestore keeps the chief's checkpoints in chief/ until fit() completes.
+    checkpoint = tf.train.latest_checkpoint(os.path.join(backup, "chief"))
+    if checkpoint:
+        logging.info("Resuming an interrupted training from its last checkpoint: %s",
+                     checkpoint)
     steps_per_epoch = min(config["steps_per_epoch"], fn_args.train_steps)
     model.fit(
         train_dataset,
@@ -166,6 +230,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         steps_per_epoch=steps_per_epoch,
         validation_data=eval_dataset,
         callbacks=[
+            # Saves each epoch, restores after a crash, and deletes its files when done.
+            # First, so that the epoch is saved before it is logged.
+            tf.keras.callbacks.BackupAndRestore(backup),
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             TrainEvalAccuracyLog(),
         ],
@@ -173,3 +240,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     )
     export_serving_model(model, tf_transform_output, config["class_names"],
                          fn_args.serving_model_dir)
+    save_training_state(model, config, fn_args.serving_model_dir)

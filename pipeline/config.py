@@ -65,6 +65,15 @@ class PipelineConfig:
     beam_runner_args: tuple[str, ...] = ()
     enable_cache: bool = True
 
+    # Retraining on new data. With spans, data_root holds numbered drops span-1/, span-2/,
+    # ... each in the Kaggle layout: a run ingests the newest, trains on the newest
+    # training_window_spans of them (reusing Transform's analyzer cache for spans already
+    # analysed), starting from the latest blessed model's weights when warm_start is on,
+    # and evaluates on the newest span's test_set.
+    spans: bool = False
+    training_window_spans: int = 3
+    warm_start: bool = True
+
     # Training hardware. The Trainer's request on Kubeflow: this many accelerators of this
     # Kubernetes resource name on one node (0: none); MirroredStrategy uses all of them.
     trainer_gpu_count: int = 0
@@ -88,7 +97,7 @@ class PipelineConfig:
         _check(list(self.class_names) == sorted(self.class_names),
                "class_names", "names in sorted order (label = index)", self.class_names)
         for name in ("image_size_px", "batch_size_per_replica", "train_steps",
-                     "steps_per_epoch", "max_image_pixels"):
+                     "steps_per_epoch", "max_image_pixels", "training_window_spans"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                    name, "a positive integer", value)

@@ -10,9 +10,12 @@ from google.protobuf import json_format, wrappers_pb2
 from kfp.pipeline_spec.pipeline_spec_pb2 import PipelineDeploymentConfig
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.dsl.input_resolution import canned_resolver_functions
 
 import models
-from components.image_example_gen import ImageExampleGen
+from components import atomic_pusher
+from components.image_example_gen import ImageExampleGen, default_input_config
 from models import features
 from pipeline.config import PipelineConfig
 
@@ -22,11 +25,13 @@ ResourceSpec = PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
 # this code as it is when the pipeline is compiled, and rerun when it changes.
 _MODELS_DIR = Path(models.__file__).parent
 PREPROCESSING_MODULE = str(_MODELS_DIR / "preprocessing.py")
+TRANSFORM_ID = "Transform"
 TRAINER_MODULE = str(_MODELS_DIR / "trainer.py")
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Binary metrics on the probability of class index 1, overall and per label."""
+    """Binary metrics on the probability of class index 1, overall, per label, per size
+    bucket and per orientation."""
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -53,6 +58,8 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         slicing_specs=[
             tfma.SlicingSpec(),
             tfma.SlicingSpec(feature_keys=[features.LABEL_NAME_KEY]),
+            tfma.SlicingSpec(feature_keys=[features.SIZE_BUCKET_KEY]),
+            tfma.SlicingSpec(feature_keys=[features.ORIENTATION_KEY]),
         ],
         metrics_specs=[tfma.MetricsSpec(metrics=metrics)],
         # The model's compiled Keras metrics expect the 2-way softmax, not the one
@@ -88,18 +95,44 @@ def create_pipeline(
         class_names=config.class_names,
         max_image_pixels=config.max_image_pixels,
         max_rejected_fraction=config.max_rejected_fraction,
+        input_config=default_input_config(in_spans=config.spans),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
+    latest_blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model_resolver")
+    if config.spans:
+        # Retraining on spans: the newest spans ingested by any run so far (this run's
+        # included: Transform resolves its inputs after ExampleGen ran), and the analyzer
+        # cache of the last Transform, so that spans already analysed are not read again.
+        training_examples = canned_resolver_functions.rolling_range(
+            tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                            producer_component_id=example_gen.id),
+            num_spans=config.training_window_spans, min_spans=1,
+            # ExampleGen gives no version property ({VERSION} is not used), and the
+            # latest-version selection would then keep a single span.
+            keep_all_versions=True)
+        analyzer_cache = canned_resolver_functions.latest_created(
+            tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
+                            producer_component_id=TRANSFORM_ID))
+    else:
+        # A single dataset: a cache input would change every run, and Transform would
+        # never come from TFX's cache.
+        training_examples, analyzer_cache = example_gen.outputs["examples"], None
     transform = tfx.components.Transform(
-        examples=example_gen.outputs["examples"],
+        examples=training_examples,
         schema=schema_gen.outputs["schema"],
         module_file=PREPROCESSING_MODULE,
         custom_config=config.transform_config(),
-    )
+        analyzer_cache=analyzer_cache,
+        disable_analyzer_cache=not config.spans,
+    ).with_id(TRANSFORM_ID)
     trainer = tfx.components.Trainer(
         module_file=TRAINER_MODULE,
         examples=transform.outputs["transformed_examples"],
@@ -107,15 +140,12 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         train_args=train_args,
         eval_args=tfx.proto.EvalArgs(),
+        base_model=(latest_blessed_model.outputs["model"]
+                    if config.spans and config.warm_start else None),
         custom_config=config.model_config(),
     )
     if config.trainer_gpu_count:
         trainer.with_platform_config(trainer_resources(config))
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -128,12 +158,13 @@ def create_pipeline(
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=config.serving_model_dir)),
+        custom_executor_spec=executor_spec.ExecutorClassSpec(atomic_pusher.Executor),
     )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator, transform,
-                    trainer, latest_blessed_model, evaluator, pusher],
+        components=[example_gen, statistics_gen, schema_gen, example_validator,
+                    latest_blessed_model, transform, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args,

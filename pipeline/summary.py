@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from pathlib import Path
 
 import tensorflow_model_analysis as tfma
 from ml_metadata import metadata_store
@@ -10,6 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from pipeline.config import PipelineConfig
+from reports import paths as report_paths
 
 # Overall metrics worth a line in the summary, in TFMA's names.
 SUMMARY_METRICS = ("binary_accuracy", "auc", "precision", "recall", "example_count")
@@ -18,6 +20,7 @@ SUMMARY_METRICS = ("binary_accuracy", "auc", "precision", "recall", "example_cou
 @dataclasses.dataclass
 class RunSummary:
     run_id: str
+    spans: list[int]  # of the examples the run ingested or trained on (0: no spans)
     blessed: bool
     metrics: dict[str, float]  # overall, by TFMA metric name
     failed_thresholds: list[str]  # TFMA's message for each threshold not met
@@ -38,15 +41,31 @@ class RunSummary:
         ]
 
 
+def metadata_store_of(config: PipelineConfig) -> metadata_store.MetadataStore:
+    if not Path(config.metadata_path).exists():
+        raise LookupError(f"No pipeline run recorded: {config.metadata_path} does not exist.")
+    return metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+
+
+def pipeline_runs(store: metadata_store.MetadataStore) -> list[metadata_store_pb2.Context]:
+    """Every run recorded in the store, oldest first."""
+    return sorted(store.get_contexts_by_type("pipeline_run"),
+                  key=lambda context: context.create_time_since_epoch)
+
+
 def latest_run_summary(config: PipelineConfig) -> RunSummary:
     """The blessing, eval metrics and push of the newest run in the MLMD store."""
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
-    runs = [context for context in store.get_contexts_by_type("pipeline_run")
-            if _property(context, "pipeline_name", default=None) in (None, config.pipeline_name)]
+    store = metadata_store_of(config)
+    runs = pipeline_runs(store)
     if not runs:
         raise LookupError(f"No pipeline run recorded in {config.metadata_path}.")
-    run = max(runs, key=lambda context: context.create_time_since_epoch)
+    return summarize_run(store, runs[-1])
+
+
+def summarize_run(store: metadata_store.MetadataStore,
+                  run: metadata_store_pb2.Context) -> RunSummary:
+    """Raises LookupError for a run that did not get as far as the Pusher."""
     artifacts = {artifact.type_id: artifact for artifact in store.get_artifacts_by_context(run.id)}
 
     def artifact_of(type_name: str) -> metadata_store_pb2.Artifact:
@@ -65,6 +84,7 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
     pushed = _property(pushed_model, "pushed", default=0) == 1
     return RunSummary(
         run_id=run.name,
+        spans=_spans_used(store, run),
         blessed=_property(blessing, "blessed", default=0) == 1,
         metrics=metrics,
         failed_thresholds=[f"{failure.metric_key.name}: {failure.message}"
@@ -73,6 +93,20 @@ def latest_run_summary(config: PipelineConfig) -> RunSummary:
         pushed_model_dir=_property(pushed_model, "pushed_destination") if pushed else None,
         evaluation_uri=evaluation.uri,
     )
+
+
+def _spans_used(store: metadata_store.MetadataStore,
+                run: metadata_store_pb2.Context) -> list[int]:
+    """Spans of the examples the run's components read or wrote (Transform reads the
+    training window, which the run context does not list)."""
+    executions = [execution.id for execution in store.get_executions_by_context(run.id)]
+    artifact_ids = {event.artifact_id for event in store.get_events_by_execution_ids(executions)}
+    examples_type_id = store.get_artifact_type("Examples").id
+    # Transform's outputs are Examples too, without a span.
+    return sorted({artifact.custom_properties["span"].int_value
+                   for artifact in store.get_artifacts_by_id(list(artifact_ids))
+                   if artifact.type_id == examples_type_id
+                   and "span" in artifact.custom_properties})
 
 
 def _property(node, name: str, default=None):
@@ -84,12 +118,16 @@ def _property(node, name: str, default=None):
 
 
 def main() -> int:
+    config = PipelineConfig.from_env()
     try:
-        summary = latest_run_summary(PipelineConfig.from_env())
+        summary = latest_run_summary(config)
     except LookupError as error:
         print(f"No summary: {error}", file=sys.stderr)
         return 1
     print("\n".join(summary.lines()))
+    report = report_paths.html_path(config, summary.run_id)
+    if report.exists():
+        print(f"Report: {report}")
     return 0
 
 

@@ -2,7 +2,10 @@
 import io
 
 import numpy as np
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
+from tfx import v1 as tfx
 
 
 def encode_image(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
@@ -42,3 +45,17 @@ def analyze_and_transform(raw_examples, temp_dir):
             | tft_beam.AnalyzeAndTransformDataset(
                 lambda inputs: preprocessing_fn(inputs, {"image_size_px": TEST_IMAGE_SIZE_PX})))
     return transformed, transform_fn, metadata
+
+
+def execution_states(config, run_id: str) -> dict[str, str]:
+    """The MLMD execution state of each component in one pipeline run."""
+    store = metadata_store.MetadataStore(
+        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
+    run = store.get_context_by_type_and_name("pipeline_run", run_id)
+    states = {}
+    for execution in store.get_executions_by_context(run.id):
+        [node] = [context for context in store.get_contexts_by_execution(execution.id)
+                  if context.type == "node"]
+        name = node.name.removeprefix(f"{config.pipeline_name}.")
+        states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+    return states

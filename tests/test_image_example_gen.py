@@ -20,7 +20,9 @@ from components.image_example_gen import (
     check_rejected_fraction,
     custom_config_to_dict,
     default_input_config,
+    orientation,
     scan_layout,
+    size_bucket,
 )
 from models.features import (
     FILE_NAME_KEY,
@@ -28,6 +30,8 @@ from models.features import (
     IMAGE_KEY,
     LABEL_KEY,
     LABEL_NAME_KEY,
+    ORIENTATION_KEY,
+    SIZE_BUCKET_KEY,
     WIDTH_KEY,
 )
 
@@ -250,7 +254,8 @@ def test_features_of_a_known_file(ingested):
     assert _feature(png, LABEL_NAME_KEY) == b"cats"
     assert (_feature(png, WIDTH_KEY), _feature(png, HEIGHT_KEY)) == GOOD["training_set/cats/cat.3.jpg"]
     assert set(dog.features.feature) == {
-        IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, FILE_NAME_KEY, HEIGHT_KEY, WIDTH_KEY
+        IMAGE_KEY, LABEL_KEY, LABEL_NAME_KEY, FILE_NAME_KEY, HEIGHT_KEY, WIDTH_KEY,
+        SIZE_BUCKET_KEY, ORIENTATION_KEY,
     }
 
 
@@ -304,3 +309,12 @@ def test_too_many_rejections_fail_naming_the_worst_offenders():
     assert "rejected 10 of 100 image files (10.0%)" in message
     assert "Rejected by class: cats 8, dogs 2" in message
     assert "cats/cat.0.jpg: empty file (0 bytes)" in message
+
+
+@pytest.mark.parametrize("height, width, bucket, shape", [
+    (120, 199, "small", "landscape"),
+    (200, 150, "medium", "portrait"),
+    (400, 390, "large", "square"),
+])
+def test_images_are_bucketed_by_longer_side_and_shape(height, width, bucket, shape):
+    assert (size_bucket(height, width), orientation(height, width)) == (bucket, shape)

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
-from tfx import v1 as tfx
+
+import tensorflow_model_analysis as tfma
 
 from data.generate import generate_dataset
 from models import features
 from pipeline import summary
 from pipeline.config import PipelineConfig
+from reports import paths as report_paths
+from tests.report_checks import browser_checks
+from tests.helpers import execution_states
 
 pytestmark = pytest.mark.e2e
 
@@ -95,6 +97,57 @@ def test_tfma_metrics_cover_the_eval_split(tiny_run):
     assert 0.0 <= metrics["binary_accuracy"] <= 1.0
 
 
+def run_report_cli(environment: dict[str, str], *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "cats-dogs-report"), *arguments],
+                          capture_output=True, text=True, env={**os.environ, **environment},
+                          timeout=600, cwd=REPO_ROOT)
+
+
+def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(tiny_run):
+    run, config = tiny_run["summary"], tiny_run["config"]
+    html = report_paths.html_path(config, run.run_id)
+    assert f"Report: {html}" in tiny_run["stdout"]
+    report = json.loads(report_paths.json_path(config, run.run_id).read_text())
+    assert report["run_id"] == run.run_id and report["blessed"] is True
+
+    tfma_result = tfma.load_eval_result(run.evaluation_uri)
+    slices = {key: metrics for key, metrics in tfma_result.get_metrics_for_all_slices().items()}
+    assert {feature for key in slices for feature, _ in key} == {
+        features.LABEL_NAME_KEY, features.SIZE_BUCKET_KEY, features.ORIENTATION_KEY}
+    assert set(report["metrics"]["candidate"]) == {"Overall"} | {
+        ", ".join(f"{feature}: {value}" for feature, value in key) for key in slices if key}
+    overall = report["metrics"]["candidate"]["Overall"]
+    for name, value in slices[()].items():
+        assert overall[name] == pytest.approx(float(value["doubleValue"]))
+    matrix = report["confusion_matrix"]
+    assert sum(matrix[k] for k in ("true_negatives", "false_positives", "false_negatives",
+                                   "true_positives")) == overall["example_count"] == 40
+    assert matrix["true_positives"] + matrix["true_negatives"] == pytest.approx(
+        overall["binary_accuracy"] * 40)
+    assert {(c["metric"], c["slice"], c["kind"]) for c in report["thresholds"]} >= {
+        ("binary_accuracy", "Overall", "value")}
+    assert all(c["passed"] for c in report["thresholds"])
+    mistakes = report["most_confidently_wrong"]
+    assert all(m["predicted_label"] != m["true_label"] for m in mistakes)
+    assert [m["confidence"] for m in mistakes] == sorted(
+        (m["confidence"] for m in mistakes), reverse=True)
+
+
+def test_the_report_renders_in_a_browser(tiny_run, tmp_path):
+    html = report_paths.html_path(tiny_run["config"], tiny_run["summary"].run_id)
+    checks = browser_checks(html, tmp_path)
+    assert checks["errors"] == []
+    assert len(checks["images"]) >= 6 and all(image["ok"] for image in checks["images"])
+    assert checks["verdict"].startswith("BLESSED")
+    assert checks["screenshot"].stat().st_size > 10_000
+
+
+def test_a_missing_run_gives_a_clear_message_and_fails(tiny_run):
+    result = run_report_cli(tiny_run["environment"], "no-such-run")
+    assert result.returncode != 0
+    assert "No pipeline run 'no-such-run'" in result.stderr
+
+
 def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run):
     first = tiny_run["summary"]
     # The same model is evaluated again; an accuracy of 1.0 would make the bound reachable.
@@ -113,20 +166,20 @@ def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run)
     assert "Nothing pushed" in result.stdout
     assert any("binary_accuracy" in failure for failure in second.failed_thresholds)
     assert sorted(path.name for path in serving_dir.iterdir()) == versions_before
-    assert execution_states(config, second.run_id) == {
+    states = execution_states(config, second.run_id)
+    assert {name: states[name] for name in UPSTREAM_COMPONENTS} == {
         name: "CACHED" for name in UPSTREAM_COMPONENTS}
 
 
-def execution_states(config: PipelineConfig, run_id: str) -> dict[str, str]:
-    """The MLMD execution state of each upstream component in one pipeline run."""
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    states = {}
-    for execution in store.get_executions_by_context(run.id):
-        [node] = [context for context in store.get_contexts_by_execution(execution.id)
-                  if context.type == "node"]
-        name = node.name.removeprefix(f"{config.pipeline_name}.")
-        if name in UPSTREAM_COMPONENTS:
-            states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-    return states
+def test_two_runs_compare_side_by_side(tiny_run):
+    """After the rerun above: the blessed first run beside the rejected second."""
+    config = tiny_run["config"]
+    first, second = tiny_run["summary"].run_id, summary.latest_run_summary(config).run_id
+    assert first != second
+    result = run_report_cli(tiny_run["environment"], first, "--compare-with", second)
+    assert result.returncode == 0, result.stderr[-3000:]
+    comparison = json.loads(report_paths.json_path(config, first, second).read_text())
+    assert [run["blessed"] for run in comparison["runs"]] == [True, False]
+    assert "Overall" in comparison["difference"]
+    html = report_paths.html_path(config, first, second).read_text()
+    assert "NOT BLESSED" in html and "BLESSED: every threshold passed" in html

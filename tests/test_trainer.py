@@ -103,3 +103,21 @@ def test_exported_model_serves_raw_bytes_and_tf_examples_alike(tmp_path, transfo
     labels = [label.decode() for label in by_bytes[features.PREDICTED_LABEL_KEY].numpy()]
     assert labels == [MODEL_CONFIG["class_names"][i]
                       for i in by_bytes[features.PREDICTED_CLASS_KEY].numpy()]
+
+
+def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches(tmp_path):
+    base_model_dir = str(tmp_path / "model" / "Format-Serving")
+    base = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    trainer.save_training_state(base, MODEL_CONFIG, base_model_dir)
+
+    same = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    assert trainer.warm_start(same, MODEL_CONFIG, base_model_dir).startswith("Warm start")
+    for loaded, saved in zip(same.weights, base.weights):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+
+    wider = {**MODEL_CONFIG, "width_multiplier": 0.25}
+    assert trainer.warm_start(trainer.build_and_compile_model(wider, train_steps=10), wider,
+                              base_model_dir).startswith(
+        "Training from scratch: the blessed model's architecture")
+    assert trainer.warm_start(same, MODEL_CONFIG, None) == (
+        "Training from scratch: no blessed model to start from.")

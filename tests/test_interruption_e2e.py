@@ -1,0 +1,72 @@
+"""A pipeline killed during training, run again: finished components come from the cache,
+the Trainer resumes from its last epoch, and nothing half-made is ever served."""
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from data.generate import generate_dataset
+from pipeline import summary
+from pipeline.config import PipelineConfig
+from tests.helpers import execution_states
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+FINISHED_BEFORE_TRAINING = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "Transform"]
+
+
+def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
+    generate_dataset(tmp_path / "data", train_per_class=24, test_per_class=10, seed=5)
+    environment = {
+        **os.environ,
+        "DATA_ROOT": str(tmp_path / "data"),
+        "OUTPUT_DIR": str(tmp_path / "outputs"),
+        "LOCAL_HOME": str(tmp_path / "tfx_cli_home"),
+        "PIPELINE_NAME": "interruption-test",
+        "IMAGE_SIZE_PX": "32",
+        "BATCH_SIZE_PER_REPLICA": "16",
+        "TRAIN_STEPS": "60",
+        "STEPS_PER_EPOCH": "15",
+        "WARMUP_STEPS": "5",
+        "MIN_ACCURACY": "0.0",
+        "BEAM_NUM_WORKERS": "2",
+    }
+    config = PipelineConfig.from_env(environment)
+    command = ["make", "-C", str(REPO_ROOT), "pipeline"]
+
+    # Its own process group, so that the kill takes the whole tree: make, the TFX CLI,
+    # the runner and its Beam workers, as a power cut or an OOM kill would.
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for line in process.stdout:
+            if "Epoch 2: train accuracy" in line:
+                os.killpg(process.pid, signal.SIGKILL)
+                break
+    finally:
+        process.wait(timeout=1500)
+    assert process.returncode == -signal.SIGKILL or process.returncode != 0
+    serving = Path(config.serving_model_dir)
+    assert not serving.exists() or not any(serving.iterdir())
+    interrupted_run = summary.pipeline_runs(summary.metadata_store_of(config))[-1].name
+    assert execution_states(config, interrupted_run)["Trainer"] == "RUNNING"
+
+    rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
+                           timeout=1500)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-5000:]
+    assert "Resuming an interrupted training from its last checkpoint" in rerun.stderr
+    # Epochs 1 and 2 were saved; the rerun trains epochs 3 and 4 only.
+    assert "Epoch 1: train accuracy" not in rerun.stderr
+    assert "Epoch 4: train accuracy" in rerun.stderr
+
+    run = summary.latest_run_summary(config)
+    states = execution_states(config, run.run_id)
+    assert {name: states[name] for name in FINISHED_BEFORE_TRAINING} == {
+        name: "CACHED" for name in FINISHED_BEFORE_TRAINING}
+    assert states["Trainer"] == "COMPLETE"
+    assert run.pushed_model_dir
+    [version] = serving.iterdir()
+    assert version.name.isdigit() and (version / "saved_model.pb").exists()
