@@ -41,7 +41,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
     metrics = [
         tfma.MetricConfig(class_name="ExampleCount"),
-        tfma.MetricConfig(class_name="BinaryAccuracy", threshold=accuracy_threshold),
+        # The blessing is decided on the whole eval split: the per-label, size and
+        # orientation slices are for reading (and small ones are noisy).
+        tfma.MetricConfig(class_name="BinaryAccuracy", per_slice_thresholds=[
+            tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                         threshold=accuracy_threshold)]),
         tfma.MetricConfig(class_name="AUC"),
         tfma.MetricConfig(class_name="Precision"),
         tfma.MetricConfig(class_name="Recall"),

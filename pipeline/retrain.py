@@ -14,6 +14,7 @@ from typing import Optional
 
 from pipeline import summary
 from pipeline.config import PipelineConfig
+from reports.report import write_run_report
 
 SPAN_FOLDER = re.compile(r"span-(\d+)")
 LOCAL_RUNNER = str(Path(__file__).with_name("local_runner.py"))
@@ -62,7 +63,9 @@ def run_cycle(config: PipelineConfig) -> int:
                              f"--pipeline_name={config.pipeline_name}"])
     if result.returncode != 0:
         return result.returncode
+    html_report, _ = write_run_report(config)
     print("\n".join(summary.latest_run_summary(config).lines()))
+    print(f"Report: {html_report}")
     return 0
 
 

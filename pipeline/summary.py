@@ -81,16 +81,16 @@ def summarize_run(store: metadata_store.MetadataStore,
     metrics = {name: float(overall[name]["doubleValue"])
                for name in SUMMARY_METRICS if name in overall}
     validation = tfma.load_validation_result(evaluation.uri)
-    pushed = _property(pushed_model, "pushed", default=0) == 1
+    pushed = mlmd_property(pushed_model, "pushed", default=0) == 1
     return RunSummary(
         run_id=run.name,
         spans=_spans_used(store, run),
-        blessed=_property(blessing, "blessed", default=0) == 1,
+        blessed=mlmd_property(blessing, "blessed", default=0) == 1,
         metrics=metrics,
         failed_thresholds=[f"{failure.metric_key.name}: {failure.message}"
                            for per_slice in validation.metric_validations_per_slice
                            for failure in per_slice.failures],
-        pushed_model_dir=_property(pushed_model, "pushed_destination") if pushed else None,
+        pushed_model_dir=mlmd_property(pushed_model, "pushed_destination") if pushed else None,
         evaluation_uri=evaluation.uri,
     )
 
@@ -109,7 +109,8 @@ def _spans_used(store: metadata_store.MetadataStore,
                    and "span" in artifact.custom_properties})
 
 
-def _property(node, name: str, default=None):
+def mlmd_property(node, name: str, default=None):
+    """A custom or declared property of an MLMD artifact or context, whatever its type."""
     for properties in (node.custom_properties, node.properties):
         if name in properties:
             value = properties[name]

@@ -9,7 +9,7 @@ from pathlib import Path
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.config import PipelineConfig
-from pipeline.summary import metadata_store_of, pipeline_runs
+from pipeline.summary import metadata_store_of, mlmd_property, pipeline_runs
 
 Event = metadata_store_pb2.Event
 _INPUT_EVENTS = (Event.INPUT, Event.DECLARED_INPUT)
@@ -49,11 +49,11 @@ def find_run(config: PipelineConfig, run: str | None = None) -> RunArtifacts:
     return RunArtifacts(
         run_id=run_id,
         evaluation_uri=evaluation.uri,
-        blessed=_property(outputs["blessing"], "blessed", default=0) == 1,
+        blessed=mlmd_property(outputs["blessing"], "blessed", default=0) == 1,
         eval_examples_uri=inputs["examples"].uri,
         model_uri=model.uri,
         model_run_uri=model_run.uri if model_run else None,
-        span=int(_property(inputs["examples"], "span", default=0)),
+        span=int(mlmd_property(inputs["examples"], "span", default=0)),
     )
 
 
@@ -108,11 +108,3 @@ def _run_context(store, execution_id: int):
     [run] = [context for context in store.get_contexts_by_execution(execution_id)
              if context.type == "pipeline_run"]
     return run
-
-
-def _property(node, name: str, default=None):
-    for properties in (node.custom_properties, node.properties):
-        if name in properties:
-            value = properties[name]
-            return getattr(value, value.WhichOneof("value"))
-    return default

@@ -1,5 +1,6 @@
 """create_pipeline: the components, their dependencies and the blessing thresholds."""
 import pytest
+import tensorflow_model_analysis as tfma
 
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline, eval_config
@@ -23,8 +24,10 @@ def test_pipeline_wiring_and_thresholds_from_config(tmp_path):
     }
     [accuracy] = [metric for metric in eval_config(config).metrics_specs[0].metrics
                   if metric.class_name == "BinaryAccuracy"]
-    assert accuracy.threshold.value_threshold.lower_bound.value == 0.8
-    assert accuracy.threshold.change_threshold.absolute.value == pytest.approx(-0.05)
+    [overall_only] = accuracy.per_slice_thresholds
+    assert list(overall_only.slicing_specs) == [tfma.SlicingSpec()]
+    assert overall_only.threshold.value_threshold.lower_bound.value == 0.8
+    assert overall_only.threshold.change_threshold.absolute.value == pytest.approx(-0.05)
 
 
 def test_spans_mode_trains_on_a_window_with_analyzer_cache_and_warm_start(tmp_path):

@@ -99,8 +99,9 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
 
     served_before = serving_versions(config)
     add_span(data_root, 3, swap_training_labels=True)
-    make_retrain(environment)
+    third = make_retrain(environment)
     cycle3 = summary.latest_run_summary(config)
+    assert f"Report: {Path(config.output_dir, 'reports')}" in third.stdout
     assert cycle3.spans == [2, 3]
     assert not cycle3.blessed
     assert cycle3.pushed_model_dir is None
