@@ -115,13 +115,18 @@ def create_pipeline(
         # Retraining on spans: the newest spans ingested by any run so far (this run's
         # included: Transform resolves its inputs after ExampleGen ran), and the analyzer
         # cache of the last Transform, so that spans already analysed are not read again.
-        training_examples = canned_resolver_functions.rolling_range(
-            tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                            producer_component_id=example_gen.id),
-            num_spans=config.training_window_spans, min_spans=1,
-            # ExampleGen gives no version property ({VERSION} is not used), and the
-            # latest-version selection would then keep a single span.
-            keep_all_versions=True)
+        # (A standalone channel: ExampleGen's output channel would only hold this run's
+        # span. SpanRangeStrategy, because it reads the span where ExampleGen writes it,
+        # a custom property; rolling_range reads the declared property, always 0 here.)
+        training_window = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.SpanRangeStrategy,
+            config={"range_config": tfx.proto.RangeConfig(rolling_range=tfx.proto.RollingRange(
+                num_spans=config.training_window_spans))},
+            examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                     producer_component_id=example_gen.id),
+        ).with_id("training_window_resolver")
+        training_examples = training_window.outputs["examples"]
+        span_nodes = [training_window]
         analyzer_cache = canned_resolver_functions.latest_created(
             tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache,
                             producer_component_id=TRANSFORM_ID))
@@ -129,6 +134,7 @@ def create_pipeline(
         # A single dataset: a cache input would change every run, and Transform would
         # never come from TFX's cache.
         training_examples, analyzer_cache = example_gen.outputs["examples"], None
+        span_nodes = []
     transform = tfx.components.Transform(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
@@ -168,7 +174,7 @@ def create_pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[example_gen, statistics_gen, schema_gen, example_validator,
-                    latest_blessed_model, transform, trainer, evaluator, pusher],
+                    latest_blessed_model, *span_nodes, transform, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args,
