@@ -99,13 +99,15 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
 
     served_before = serving_versions(config)
     add_span(data_root, 3, swap_training_labels=True)
-    third = make_retrain(environment)
+    # Tiny models trained for seconds are not much better than chance, so the change
+    # threshold alone may not separate them: a worse-than-chance bound does.
+    third = make_retrain({**environment, "MIN_ACCURACY": "0.5"})
     cycle3 = summary.latest_run_summary(config)
     assert f"Report: {Path(config.output_dir, 'reports')}" in third.stdout
     assert cycle3.spans == [2, 3]
+    assert cycle3.metrics["binary_accuracy"] < 0.5  # it learned the swapped labels
     assert not cycle3.blessed
     assert cycle3.pushed_model_dir is None
-    assert cycle3.metrics["binary_accuracy"] < 0.5  # it learned the swapped labels
     assert serving_versions(config) == served_before
 
     table = history.format_table(history.history_rows(config))
