@@ -25,6 +25,7 @@ PROBABILITIES_KEY = "probabilities"  # softmax over the classes
 POSITIVE_PROBABILITY_KEY = "positive_probability"  # probability of class index 1, for TFMA
 PREDICTED_CLASS_KEY = "predicted_class_id"
 PREDICTED_LABEL_KEY = "predicted_label"
+ERROR_KEY = "error"  # raw-bytes signature: why an input got no prediction, "" if it did
 
 # Signatures of the exported SavedModel.
 IMAGE_BYTES_SIGNATURE = "serving_default"  # what a client sends to TF Serving

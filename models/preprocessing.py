@@ -14,10 +14,14 @@ from models import features
 _VARIANCE_EPSILON = 1e-6
 
 
+def decode(image_bytes: tf.Tensor) -> tf.Tensor:
+    """One encoded image (JPEG, PNG, GIF or BMP) -> uint8 [height, width, 3]."""
+    return tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+
+
 def decode_and_resize(image_bytes: tf.Tensor, image_size_px: int) -> tf.Tensor:
-    """One encoded image (JPEG, PNG, GIF or BMP) -> float32 [size, size, 3] in [0, 1]."""
-    image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    image = tf.image.convert_image_dtype(image, tf.float32)
+    """One encoded image -> float32 [size, size, 3] in [0, 1]."""
+    image = tf.image.convert_image_dtype(decode(image_bytes), tf.float32)
     return tf.image.resize(image, [image_size_px, image_size_px])
 
 

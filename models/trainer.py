@@ -14,7 +14,7 @@ from absl import logging
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features, resnet
+from models import features, resnet, serving
 
 # Beside the Model artifact's Format-Serving/: the weights and the architecture they fit,
 # for the next run's warm start. The Pusher copies only Format-Serving/.
@@ -118,40 +118,6 @@ class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
             logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
 
 
-def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                         class_names: list[str], export_dir: str) -> None:
-    """Saves the model with the TFT graph in front of it, under two signatures."""
-    # Attached to the model so the SavedModel tracks the transform's assets and variables.
-    model.tft_layer = tf_transform_output.transform_features_layer()
-    image_spec = tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]
-    class_name_table = tf.constant(class_names)
-
-    def predict(raw_features):
-        transformed = model.tft_layer(raw_features)
-        probabilities = model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False)
-        class_ids = tf.argmax(probabilities, axis=1)
-        return {
-            features.PROBABILITIES_KEY: probabilities,
-            features.POSITIVE_PROBABILITY_KEY: probabilities[:, 1],
-            features.PREDICTED_CLASS_KEY: class_ids,
-            features.PREDICTED_LABEL_KEY: tf.gather(class_name_table, class_ids),
-        }
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_tf_examples(serialized_examples):
-        return predict(tf.io.parse_example(serialized_examples, {features.IMAGE_KEY: image_spec}))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
-    def serve_image_bytes(image_bytes):
-        # Shaped like the parsed feature: one value per example.
-        return predict({features.IMAGE_KEY: tf.reshape(image_bytes, [-1, 1])})
-
-    model.save(export_dir, save_format="tf", signatures={
-        features.IMAGE_BYTES_SIGNATURE: serve_image_bytes,
-        features.TF_EXAMPLE_SIGNATURE: serve_tf_examples,
-    })
-
-
 def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: config[key] for key in ARCHITECTURE_KEYS}
 
@@ -238,6 +204,6 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         ],
         verbose=2,
     )
-    export_serving_model(model, tf_transform_output, config["class_names"],
-                         fn_args.serving_model_dir)
+    serving.export_serving_model(model, tf_transform_output, config["class_names"],
+                                 config["max_image_pixels"], fn_args.serving_model_dir)
     save_training_state(model, config, fn_args.serving_model_dir)

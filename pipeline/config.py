@@ -25,8 +25,8 @@ class PipelineConfig:
     # evaluation treats index 1 as the positive class.
     class_names: tuple[str, ...] = ("cats", "dogs")
 
-    # Ingestion: a file whose header claims more pixels is rejected before decoding
-    # (decompression bombs); a split rejecting a larger fraction fails the run.
+    # Ingestion and serving: an image whose header claims more pixels is rejected before
+    # decoding (decompression bombs); a split rejecting a larger fraction fails the run.
     max_image_pixels: int = 50_000_000
     max_rejected_fraction: float = 0.05
 
@@ -187,6 +187,7 @@ class PipelineConfig:
         return {
             "class_names": list(self.class_names),
             "image_size_px": self.image_size_px,
+            "max_image_pixels": self.max_image_pixels,
             "resnet_depth": self.resnet_depth,
             "width_multiplier": self.width_multiplier,
             "bn_momentum": self.bn_momentum,

@@ -1,4 +1,4 @@
-"""Trainer: MirroredStrategy over two replicas, augmentation, the exported signatures."""
+"""Trainer: MirroredStrategy over two replicas, augmentation, warm start."""
 import json
 import os
 import subprocess
@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from models import features, trainer
-from tests.helpers import TEST_IMAGE_SIZE_PX, encode_image
+from tests.helpers import TEST_IMAGE_SIZE_PX
 
 MODEL_CONFIG = {
     "class_names": ["cats", "dogs"],
@@ -73,36 +73,6 @@ def test_augment_keeps_shape_and_varies_per_image():
     # Each image gets its own crop and flip: identical inputs come out different.
     distinct = {augmented[i].numpy().tobytes() for i in range(8)}
     assert len(distinct) > 1
-
-
-def test_exported_model_serves_raw_bytes_and_tf_examples_alike(tmp_path, transformed_dataset):
-    _, _, transform_output_dir = transformed_dataset
-    import tensorflow_transform as tft
-
-    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
-    export_dir = str(tmp_path / "serving_model")
-    trainer.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
-                                 MODEL_CONFIG["class_names"], export_dir)
-
-    loaded = tf.saved_model.load(export_dir)
-    images = [encode_image(40, 30, seed=7), encode_image(17, 60, seed=8, fmt="PNG")]
-    by_bytes = loaded.signatures[features.IMAGE_BYTES_SIGNATURE](
-        **{features.IMAGE_BYTES_INPUT: tf.constant(images)})
-    examples = [tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
-    })).SerializeToString() for image in images]
-    by_example = loaded.signatures[features.TF_EXAMPLE_SIGNATURE](examples=tf.constant(examples))
-
-    probabilities = by_bytes[features.PROBABILITIES_KEY].numpy()
-    assert probabilities.shape == (2, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(probabilities, by_example[features.PROBABILITIES_KEY].numpy(),
-                               atol=1e-6)
-    np.testing.assert_allclose(by_bytes[features.POSITIVE_PROBABILITY_KEY].numpy(),
-                               probabilities[:, 1])
-    labels = [label.decode() for label in by_bytes[features.PREDICTED_LABEL_KEY].numpy()]
-    assert labels == [MODEL_CONFIG["class_names"][i]
-                      for i in by_bytes[features.PREDICTED_CLASS_KEY].numpy()]
 
 
 def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches(tmp_path):

@@ -1,0 +1,178 @@
+"""The exported model's signatures, and what its raw-bytes signature does with bad input."""
+import io
+import struct
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from models import features, serving, trainer
+from tests import bad_inputs
+from tests.helpers import TEST_IMAGE_SIZE_PX, encode_image
+
+MODEL_CONFIG = {
+    "class_names": ["cats", "dogs"],
+    "image_size_px": TEST_IMAGE_SIZE_PX,
+    "resnet_depth": 18,
+    "width_multiplier": 0.125,
+    "bn_momentum": 0.9,
+    "learning_rate": 1e-2,
+    "warmup_steps": 1,
+    "weight_decay": 1e-4,
+}
+MAX_IMAGE_PIXELS = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def exported_model(tmp_path_factory, transformed_dataset):
+    import tensorflow_transform as tft
+
+    _, _, transform_output_dir = transformed_dataset
+    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    export_dir = str(tmp_path_factory.mktemp("serving") / "model")
+    serving.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
+                                 MODEL_CONFIG["class_names"], MAX_IMAGE_PIXELS, export_dir)
+    return tf.saved_model.load(export_dir)
+
+
+def serve(exported_model, images: list[bytes]) -> dict[str, np.ndarray]:
+    outputs = exported_model.signatures[features.IMAGE_BYTES_SIGNATURE](
+        **{features.IMAGE_BYTES_INPUT: tf.constant(images, tf.string)})
+    return {key: value.numpy() for key, value in outputs.items()}
+
+
+def errors(outputs) -> list[str]:
+    return [error.decode() for error in outputs[features.ERROR_KEY]]
+
+
+def assert_predicted_or_refused(outputs) -> None:
+    """Each input has a prediction and no error, or an error and no prediction."""
+    for i, error in enumerate(errors(outputs)):
+        probabilities = outputs[features.PROBABILITIES_KEY][i]
+        if error:
+            assert np.isnan(probabilities).all()
+            assert outputs[features.PREDICTED_CLASS_KEY][i] == -1
+            assert outputs[features.PREDICTED_LABEL_KEY][i] == b""
+        else:
+            np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-5)
+            class_id = outputs[features.PREDICTED_CLASS_KEY][i]
+            assert outputs[features.PREDICTED_LABEL_KEY][i].decode() == \
+                MODEL_CONFIG["class_names"][class_id]
+
+
+def with_header_size(image: bytes, fmt: str, width: int, height: int) -> bytes:
+    """`image` with its header rewritten to claim width x height (the pixel data unchanged)."""
+    data = bytearray(image)
+    if fmt == "JPEG":  # SOF0 segment: marker, length, precision, height, width
+        sof = data.index(b"\xff\xc0")
+        data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    elif fmt == "GIF":
+        data[6:10] = struct.pack("<HH", width, height)
+    elif fmt == "BMP":
+        data[18:26] = struct.pack("<ii", width, height)
+    return bytes(data)
+
+
+def encode(fmt: str, width: int = 30, height: int = 20) -> bytes:
+    buffer = io.BytesIO()
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), np.uint8)
+    Image.fromarray(pixels).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def truncated(image: bytes) -> bytes:
+    """The header and half the pixel data."""
+    return image[:len(image) // 2]
+
+
+def test_raw_bytes_and_tf_examples_give_the_same_predictions(exported_model):
+    images = [encode_image(40, 30, seed=7), encode_image(17, 60, seed=8, fmt="PNG")]
+    by_bytes = serve(exported_model, images)
+    examples = [tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+    })).SerializeToString() for image in images]
+    by_example = exported_model.signatures[features.TF_EXAMPLE_SIGNATURE](
+        examples=tf.constant(examples))
+
+    probabilities = by_bytes[features.PROBABILITIES_KEY]
+    assert probabilities.shape == (2, 2)
+    assert errors(by_bytes) == ["", ""]
+    np.testing.assert_allclose(probabilities, by_example[features.PROBABILITIES_KEY].numpy(),
+                               atol=1e-6)
+    np.testing.assert_allclose(by_bytes[features.POSITIVE_PROBABILITY_KEY], probabilities[:, 1])
+    assert_predicted_or_refused(by_bytes)
+
+
+def test_every_image_that_ingestion_accepts_gets_a_prediction(exported_model):
+    accepted = bad_inputs.accepted_files()
+    outputs = serve(exported_model, [data for data, _ in accepted.values()])
+    assert dict(zip(accepted, errors(outputs))) == {name: "" for name in accepted}
+    assert_predicted_or_refused(outputs)
+
+
+@pytest.mark.parametrize("image, reason", [
+    (b"", serving.ERROR_EMPTY),
+    (b"this is not an image\n" * 20, serving.ERROR_FORMAT),
+    (encode("WEBP"), serving.ERROR_FORMAT),
+    (np.random.default_rng(0).bytes(3000), serving.ERROR_FORMAT),
+    (encode("JPEG")[:10], serving.ERROR_HEADER),
+    (encode("PNG")[:20], serving.ERROR_HEADER),
+    (truncated(encode("JPEG", 200, 150)), serving.ERROR_DECODE),
+    (truncated(encode("PNG", 200, 150)), serving.ERROR_DECODE),
+    (bad_inputs.png_claiming_size(100_000, 100_000),
+     "header claims 100000x100000 pixels, above the limit of 1000000: not decoded"),
+    (with_header_size(encode("JPEG"), "JPEG", 60_000, 60_000), "header claims 60000x60000"),
+    (with_header_size(encode("GIF"), "GIF", 65_535, 65_535), "header claims 65535x65535"),
+    (with_header_size(encode("BMP"), "BMP", 2_000_000_000, -2_000_000_000),
+     "header claims 2000000000x2000000000"),
+], ids=["empty", "text", "webp", "random", "jpeg_header_cut", "png_header_cut",
+        "truncated_jpeg", "truncated_png", "png_bomb", "jpeg_bomb", "gif_bomb", "bmp_bomb"])
+def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model, image, reason):
+    good = [encode_image(30 + i, 20, seed=i) for i in range(4)]
+    outputs = serve(exported_model, good[:2] + [image] + good[2:])
+    assert errors(outputs)[:2] == ["", ""] and errors(outputs)[3:] == ["", ""]
+    assert errors(outputs)[2].startswith(reason)
+    assert_predicted_or_refused(outputs)
+    alone = serve(exported_model, good)[features.PROBABILITIES_KEY]
+    np.testing.assert_allclose(np.delete(outputs[features.PROBABILITIES_KEY], 2, axis=0), alone,
+                               atol=1e-6)
+
+
+def mutations(rng: np.random.Generator, count: int) -> list[bytes]:
+    """Random byte strings and damaged copies of valid images in every format."""
+    valid = [encode(fmt, int(rng.integers(8, 80)), int(rng.integers(8, 80)))
+             for fmt in ("JPEG", "PNG", "GIF", "BMP") for _ in range(3)]
+    inputs = []
+    for _ in range(count):
+        image = bytearray(valid[rng.integers(len(valid))])
+        kind = rng.integers(5)
+        if kind == 0:  # noise, sometimes behind a valid magic number
+            prefix = [b"", b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF89a", b"BM"]
+            image = bytearray(prefix[rng.integers(5)] + rng.bytes(int(rng.integers(0, 400))))
+        elif kind == 1:  # flipped bits
+            for position in rng.integers(0, len(image), size=rng.integers(1, 20)):
+                image[position] ^= 1 << int(rng.integers(8))
+        elif kind == 2:  # truncated
+            image = image[:rng.integers(0, len(image))]
+        elif kind == 3:  # a run of bytes overwritten, often in the header
+            start = int(rng.integers(0, min(len(image), 40)))
+            image[start:start + 8] = rng.bytes(8)
+        inputs.append(bytes(image))  # kind 4: left valid
+    return inputs
+
+
+def test_fuzzed_inputs_each_get_a_prediction_or_an_error(exported_model):
+    inputs = mutations(np.random.default_rng(2024), count=300)
+    outcomes = []
+    for start in range(0, len(inputs), 50):
+        outputs = serve(exported_model, inputs[start:start + 50])
+        assert_predicted_or_refused(outputs)
+        outcomes += errors(outputs)
+    assert len(outcomes) == len(inputs)
+    served = outcomes.count("")
+    # The mix holds both, and every refusal says which of the known reasons it is.
+    assert 0 < served < len(inputs)
+    known = (serving.ERROR_EMPTY, serving.ERROR_FORMAT, serving.ERROR_HEADER,
+             serving.ERROR_DECODE, "header claims ")
+    assert all(error.startswith(known) for error in outcomes if error)
