@@ -109,5 +109,7 @@ def build_resnet(depth, num_classes, input_shape, width_multiplier=1.0, bn_momen
             x = block(x, _scaled(filters, width_multiplier), strides,
                       f"stage{stage}_block{index}", bn_momentum)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    # In float32 even under mixed precision: a float16 softmax loses small probabilities.
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32",
+                           name="predictions")(x)
     return tf.keras.Model(inputs, outputs, name=f"resnet{depth}")

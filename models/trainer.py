@@ -78,8 +78,16 @@ def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcc
         tf.data.AUTOTUNE)
 
 
+def switched_on(setting: str) -> bool:
+    """A GPU speed-up setting: "on", "off", or "auto" (on when a GPU is visible)."""
+    return setting == "on" or (setting == "auto" and bool(tf.config.list_logical_devices("GPU")))
+
+
 def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.keras.Model:
     """The ResNet with its optimizer; call inside the strategy's scope."""
+    # Float16 compute with float32 weights; set before any layer is built.
+    tf.keras.mixed_precision.set_global_policy(
+        "mixed_float16" if switched_on(config["mixed_precision"]) else "float32")
     size = config["image_size_px"]
     model = resnet.build_resnet(
         depth=config["resnet_depth"],
@@ -88,6 +96,12 @@ def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.kera
         width_multiplier=config["width_multiplier"],
         bn_momentum=config["bn_momentum"],
     )
+    return compile_model(model, config, train_steps)
+
+
+def compile_model(model: tf.keras.Model, config: dict[str, Any],
+                  train_steps: int) -> tf.keras.Model:
+    """AdamW with linear warm-up then cosine decay; the train step XLA-compiled if set."""
     warmup_steps = config["warmup_steps"]
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
@@ -99,10 +113,12 @@ def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.kera
                                           weight_decay=config["weight_decay"])
     # Decaying BatchNorm's scale and shift only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    # Under mixed_float16, compile() wraps the optimizer with dynamic loss scaling.
     model.compile(
         optimizer=optimizer,
         loss=tf.keras.losses.SparseCategoricalCrossentropy(),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=switched_on(config["jit_compile"]),
     )
     return model
 

@@ -10,6 +10,7 @@ from models import resnet
 
 # How the Trainer spreads over devices: one machine's GPUs, or several machines'.
 DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
+GPU_SPEEDUP_SETTINGS = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,12 @@ class PipelineConfig:
     training_window_spans: int = 3
     warm_start: bool = True
 
+    # GPU speed-ups, each "auto" (on when the Trainer sees a GPU), "on" or "off":
+    # mixed precision (Keras' mixed_float16: float16 compute, float32 weights) and XLA
+    # compilation of the train step (jit_compile).
+    mixed_precision: str = "auto"
+    jit_compile: str = "auto"
+
     # Training hardware. The Trainer's request on Kubeflow: this many accelerators of this
     # Kubernetes resource name on one node (0: none); MirroredStrategy uses all of them.
     trainer_gpu_count: int = 0
@@ -117,6 +124,9 @@ class PipelineConfig:
                self.min_accuracy)
         _check(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop",
                "a number in [0, 1]", self.max_accuracy_drop)
+        for name in ("mixed_precision", "jit_compile"):
+            _check(getattr(self, name) in GPU_SPEEDUP_SETTINGS, name,
+                   f"one of {', '.join(GPU_SPEEDUP_SETTINGS)}", getattr(self, name))
         _check(self.beam_num_workers >= 0, "beam_num_workers",
                "an integer >= 0 (0: one per CPU core)", self.beam_num_workers)
         _check(not self.beam_runner_args or (
@@ -197,6 +207,8 @@ class PipelineConfig:
             "learning_rate": self.learning_rate,
             "warmup_steps": self.warmup_steps,
             "distribution_strategy": self.distribution_strategy,
+            "mixed_precision": self.mixed_precision,
+            "jit_compile": self.jit_compile,
         }
 
 

@@ -20,6 +20,15 @@ def encode_image(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> b
 TEST_IMAGE_SIZE_PX = 16
 
 
+def small_model_config() -> dict:
+    """The Trainer's custom_config for unit tests: the defaults, shrunk."""
+    from pipeline.config import PipelineConfig
+
+    return {**PipelineConfig().model_config(), "image_size_px": TEST_IMAGE_SIZE_PX,
+            "width_multiplier": 0.125, "batch_size_per_replica": 4, "steps_per_epoch": 2,
+            "learning_rate": 1e-2, "warmup_steps": 1}
+
+
 def analyze_and_transform(raw_examples, temp_dir):
     """Runs the project's preprocessing_fn through TFT on Beam, in memory.
 

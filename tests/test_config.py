@@ -26,6 +26,7 @@ def test_uri_roots_are_kept_as_uris():
     ("bn_momentum", 1.0, "a number in (0, 1)"),
     ("class_names", ("dogs", "cats"), "sorted order"),
     ("warmup_steps", 600, "[0, train_steps)"),
+    ("mixed_precision", "yes", "one of auto, on, off"),
 ])
 def test_a_wrong_setting_is_named_with_what_is_allowed(setting, value, allowed):
     with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):

@@ -9,18 +9,9 @@ from PIL import Image
 
 from models import features, serving, trainer
 from tests import bad_inputs
-from tests.helpers import TEST_IMAGE_SIZE_PX, encode_image
+from tests.helpers import encode_image, small_model_config
 
-MODEL_CONFIG = {
-    "class_names": ["cats", "dogs"],
-    "image_size_px": TEST_IMAGE_SIZE_PX,
-    "resnet_depth": 18,
-    "width_multiplier": 0.125,
-    "bn_momentum": 0.9,
-    "learning_rate": 1e-2,
-    "warmup_steps": 1,
-    "weight_decay": 1e-4,
-}
+MODEL_CONFIG = small_model_config()
 MAX_IMAGE_PIXELS = 1_000_000
 
 

@@ -9,20 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from models import features, trainer
-from tests.helpers import TEST_IMAGE_SIZE_PX
+from tests.helpers import small_model_config
 
-MODEL_CONFIG = {
-    "class_names": ["cats", "dogs"],
-    "image_size_px": TEST_IMAGE_SIZE_PX,
-    "resnet_depth": 18,
-    "width_multiplier": 0.125,
-    "bn_momentum": 0.9,
-    "batch_size_per_replica": 4,
-    "steps_per_epoch": 2,
-    "learning_rate": 1e-2,
-    "warmup_steps": 1,
-    "weight_decay": 1e-4,
-}
+MODEL_CONFIG = small_model_config()
 
 
 def test_a_training_step_runs_on_two_replicas():
@@ -91,3 +80,21 @@ def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches
         "Training from scratch: the blessed model's architecture")
     assert trainer.warm_start(same, MODEL_CONFIG, None) == (
         "Training from scratch: no blessed model to start from.")
+
+
+def test_gpu_speedups_are_off_on_cpu_by_default_and_train_when_forced_on():
+    auto = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    assert auto.compute_dtype == "float32" and not auto._jit_compile  # this machine: no GPU
+    try:
+        forced = trainer.build_and_compile_model(
+            {**MODEL_CONFIG, "mixed_precision": "on", "jit_compile": "on"}, train_steps=10)
+        assert forced.layers[1].compute_dtype == "float16"
+        assert forced.layers[1].variable_dtype == "float32"
+        assert forced.output.dtype == tf.float32  # the softmax stays in float32
+        assert isinstance(forced.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
+        assert forced._jit_compile
+        images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+        history = forced.fit(images, np.arange(8) % 2, batch_size=4, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"][-1])
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")

@@ -1,0 +1,94 @@
+"""The blessing gate under attack: models trained on shuffled labels are never pushed.
+
+A model trained on well-labelled data is blessed and pushed. Then, for several seeds, the
+same images with their training labels shuffled: each candidate learns nothing, and the
+Evaluator (default thresholds: an absolute accuracy bound and no drop against the blessed
+baseline) must refuse it, so the serving directory never changes.
+"""
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import tensorflow_model_analysis as tfma
+
+from data.generate import generate_dataset
+from pipeline import summary
+from pipeline.config import PipelineConfig
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHUFFLE_SEEDS = (1, 2, 3)
+
+
+def make_pipeline(environment: dict[str, str]) -> None:
+    result = subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline"], capture_output=True,
+                            text=True, env={**os.environ, **environment}, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+
+def with_shuffled_training_labels(data_root: Path, shuffled_root: Path, seed: int) -> None:
+    """A copy of the dataset whose training images are dealt to the classes at random
+    (class sizes kept); the eval split keeps its true labels."""
+    shutil.copytree(data_root, shuffled_root)
+    training = shuffled_root / "training_set"
+    files = sorted(training.glob("*/*.jpg"))
+    labels = [path.parent.name for path in files]
+    random.Random(seed).shuffle(labels)
+    for path, label in zip(files, labels):
+        path.rename(training / label / path.name)
+
+
+def serving_versions(config: PipelineConfig) -> list[str]:
+    return sorted(path.name for path in Path(config.serving_model_dir).iterdir())
+
+
+@pytest.fixture(scope="module")
+def blessed_pipeline(tmp_path_factory):
+    work = tmp_path_factory.mktemp("gate")
+    data_root = work / "data"
+    generate_dataset(data_root, train_per_class=100, test_per_class=50, seed=11)
+    environment = {
+        "DATA_ROOT": str(data_root),
+        "OUTPUT_DIR": str(work / "outputs"),
+        "LOCAL_HOME": str(work / "tfx_cli_home"),
+        "PIPELINE_NAME": "gate-test",
+        # Enough for a model clearly better than chance (about 0.85), judged by the
+        # default thresholds.
+        "IMAGE_SIZE_PX": "64",
+        "BATCH_SIZE_PER_REPLICA": "16",
+        "TRAIN_STEPS": "200",
+        "STEPS_PER_EPOCH": "50",
+        "WARMUP_STEPS": "10",
+        "BEAM_NUM_WORKERS": "2",
+    }
+    make_pipeline(environment)
+    config = PipelineConfig.from_env(environment)
+    good = summary.latest_run_summary(config)
+    assert good.blessed and good.pushed_model_dir
+    return {"environment": environment, "work": work, "config": config, "good": good}
+
+
+@pytest.mark.parametrize("seed", SHUFFLE_SEEDS)
+def test_a_model_trained_on_shuffled_labels_is_never_blessed(blessed_pipeline, seed):
+    config, good = blessed_pipeline["config"], blessed_pipeline["good"]
+    served_before = serving_versions(config)
+    shuffled_root = blessed_pipeline["work"] / f"shuffled-{seed}"
+    with_shuffled_training_labels(Path(blessed_pipeline["environment"]["DATA_ROOT"]),
+                                  shuffled_root, seed)
+
+    make_pipeline({**blessed_pipeline["environment"], "DATA_ROOT": str(shuffled_root)})
+    candidate = summary.latest_run_summary(config)
+
+    assert candidate.run_id != good.run_id
+    assert not candidate.blessed
+    assert candidate.pushed_model_dir is None
+    assert serving_versions(config) == served_before
+    # Judged against the good model on the same eval images, and found worse.
+    baseline = tfma.load_eval_result(candidate.evaluation_uri, model_name="baseline")
+    baseline_accuracy = baseline.get_metrics_for_slice()["binary_accuracy"]["doubleValue"]
+    assert baseline_accuracy == pytest.approx(good.metrics["binary_accuracy"])
+    assert candidate.metrics["binary_accuracy"] < baseline_accuracy - config.max_accuracy_drop
