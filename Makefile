@@ -19,7 +19,7 @@ export TF_USE_LEGACY_KERAS := 1
 # Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_STEPS=5000
 export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 
-.PHONY: pipeline register retrain history report test venv clean
+.PHONY: pipeline register retrain history report test venv clean bench bench-model
 
 # The virtual environment, from the fully pinned lock. Re-created when the lock changes.
 # TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
@@ -74,6 +74,20 @@ test: venv
 
 clean:
 	rm -rf outputs
+
+# Benchmarks (benchmarks/README.md; latest figures in benchmarks/RESULTS.md). Each prints
+# its figures and its ratio against a baseline measured in the same run.
+bench-model: export PYTHONWARNINGS := ignore::FutureWarning
+bench-model: venv
+	$(BIN)/python -m benchmarks.model_speed
+
+# The input benchmark reads the Transform output of `make pipeline` (cached if current).
+bench: export PYTHONWARNINGS := ignore::FutureWarning
+bench: pipeline
+	$(BIN)/python -m benchmarks.model_speed
+	$(BIN)/python -m benchmarks.input_pipeline
+	$(BIN)/python -m benchmarks.ingestion
+	$(BIN)/python -m benchmarks.pipeline_scaling
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
 # OUTPUT_DIR (object storage the cluster reaches), CONTAINER_IMAGE, BEAM_RUNNER_ARGS,

@@ -58,7 +58,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_files import RejectedFile, describe_error, is_ignored, read_image
+from components.image_files import (ImageFile, RejectedFile, describe_error, is_ignored,
+                                    read_image)
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -262,6 +263,21 @@ def orientation(height: int, width: int) -> str:
     return "landscape" if width > height else "portrait"
 
 
+def image_example(image: ImageFile, label: int, class_name: str, file_name: str
+                  ) -> tf.train.Example:
+    """The tf.Example of one accepted image file."""
+    return tf.train.Example(features=tf.train.Features(feature={
+        IMAGE_KEY: _bytes_feature(image.data),
+        LABEL_KEY: _int64_feature(label),
+        LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
+        FILE_NAME_KEY: _bytes_feature(file_name.encode("utf-8")),
+        HEIGHT_KEY: _int64_feature(image.height),
+        WIDTH_KEY: _int64_feature(image.width),
+        SIZE_BUCKET_KEY: _bytes_feature(size_bucket(image.height, image.width).encode("utf-8")),
+        ORIENTATION_KEY: _bytes_feature(orientation(image.height, image.width).encode("utf-8")),
+    }))
+
+
 class _ImageToExampleDoFn(beam.DoFn):
     """One file path -> a tf.Example (main output) and an outcome record (side output)."""
 
@@ -285,18 +301,7 @@ class _ImageToExampleDoFn(beam.DoFn):
                 outcome.update(outcome="rejected", reason=describe_error(error))
             else:
                 outcome["outcome"] = "written"
-                yield tf.train.Example(features=tf.train.Features(feature={
-                    IMAGE_KEY: _bytes_feature(image.data),
-                    LABEL_KEY: _int64_feature(self._class_index[class_name]),
-                    LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
-                    FILE_NAME_KEY: _bytes_feature(rel.encode("utf-8")),
-                    HEIGHT_KEY: _int64_feature(image.height),
-                    WIDTH_KEY: _int64_feature(image.width),
-                    SIZE_BUCKET_KEY: _bytes_feature(
-                        size_bucket(image.height, image.width).encode("utf-8")),
-                    ORIENTATION_KEY: _bytes_feature(
-                        orientation(image.height, image.width).encode("utf-8")),
-                }))
+                yield image_example(image, self._class_index[class_name], class_name, rel)
         yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
 
 

@@ -1,0 +1,89 @@
+"""Ingestion: the image ExampleGen on Beam against a plain Python loop.
+
+The floor is one process that reads the same files, validates them with the same
+`read_image` (header check, trial decode) and writes the same tf.Examples with
+tf.io.TFRecordWriter (GZIP, as ExampleGen writes). ExampleGen runs as a real TFX component
+(LocalDagRunner, MLMD, the ingestion report) on the DirectRunner in multi-processing mode,
+with 1, 2 and 4 workers: its ratio to the floor is what Beam and TFX cost.
+
+    python -m benchmarks.ingestion [--images 2000]
+"""
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import tensorflow as tf  # noqa: E402
+from tfx import v1 as tfx  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from components.image_example_gen import ImageExampleGen, image_example  # noqa: E402
+from components.image_files import read_image  # noqa: E402
+from data.generate import generate_dataset  # noqa: E402
+
+WORKER_COUNTS = (1, 2, 4)
+
+
+def plain_loop(data_root: Path, output_dir: Path) -> None:
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    for split in ("training_set", "test_set"):
+        class_names = sorted(path.name for path in (data_root / split).iterdir())
+        with tf.io.TFRecordWriter(str(output_dir / f"{split}.tfrecord.gz"), options) as writer:
+            for label, class_name in enumerate(class_names):
+                for path in sorted((data_root / split / class_name).iterdir()):
+                    image = read_image(str(path), str(data_root), 50_000_000)
+                    example = image_example(image, label, class_name, f"{class_name}/{path.name}")
+                    writer.write(example.SerializeToString())
+
+
+def example_gen(data_root: Path, work_dir: Path, workers: int) -> None:
+    pipeline = tfx.dsl.Pipeline(
+        pipeline_name=f"ingestion-benchmark-{workers}",
+        pipeline_root=str(work_dir / "pipeline_root"),
+        components=[ImageExampleGen(input_base=str(data_root))],
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(work_dir / "metadata.sqlite")),
+        enable_cache=False,
+        beam_pipeline_args=["--direct_running_mode=multi_processing",
+                            f"--direct_num_workers={workers}"],
+    )
+    tfx.orchestration.LocalDagRunner().run(pipeline)
+
+
+def timed(run) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=2000, help="in all, 5/6 of them train")
+    args = parser.parse_args()
+    per_class = args.images // 2
+    print(f"Machine: {common.machine()}")
+    with tempfile.TemporaryDirectory() as temp:
+        work = Path(temp)
+        data_root = work / "data"
+        generate_dataset(data_root, train_per_class=per_class * 5 // 6,
+                         test_per_class=per_class - per_class * 5 // 6, seed=0)
+        count = sum(1 for _ in data_root.glob("*/*/*.jpg"))
+        (work / "plain").mkdir()
+        plain_loop(data_root, work / "plain")  # warms the page cache for everyone
+        floor = count / timed(lambda: plain_loop(data_root, work / "plain"))
+        print(f"{count} generated JPEGs")
+        print(f"plain loop, 1 process:      {floor:7.1f} images/s")
+        rates = {}
+        for workers in WORKER_COUNTS:
+            rates[workers] = count / timed(
+                lambda: example_gen(data_root, work / f"beam-{workers}", workers))
+            print(f"ImageExampleGen, {workers} worker(s): {rates[workers]:7.1f} images/s "
+                  f"({rates[workers] / floor:.2f}x the loop)")
+    print(f"ingestion ratio ExampleGen(2 workers)/loop: {rates[2] / floor:.2f} (target >= 0.7)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Model speed: our ResNet against keras.applications' ResNet50, all else identical.
+
+Both models get the same input size, batch, optimizer (the Trainer's compile_model: AdamW
+with warm-up and cosine decay), precision, XLA setting and distribution strategy, in one
+process. Each is warmed up (tracing, XLA compilation) and then timed over the same steps,
+in alternating rounds so that neither gets the quieter machine.
+
+    python -m benchmarks.model_speed                      # CPU-sized defaults, synthetic data
+    python -m benchmarks.model_speed --image-size-px 224 --batch-size-per-replica 128 \\
+        --mixed-precision on --jit-compile on             # what benchmarks/gpu.sh runs
+    python -m benchmarks.model_speed --data transformed   # the pipeline's Transform output
+
+Ends with the line `train ratio ours/reference: X.XX`.
+"""
+import argparse
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+from models import trainer  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
+
+
+def model_config(args: argparse.Namespace) -> dict:
+    return {**PipelineConfig().model_config(), "resnet_depth": args.depth,
+            "width_multiplier": 1.0, "image_size_px": args.image_size_px,
+            "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile}
+
+
+def build_reference(config: dict, train_steps: int) -> tf.keras.Model:
+    """keras.applications.ResNet50 with our head, policy and optimizer."""
+    tf.keras.mixed_precision.set_global_policy(
+        "mixed_float16" if trainer.switched_on(config["mixed_precision"]) else "float32")
+    size = config["image_size_px"]
+    model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
+                                           classes=len(config["class_names"]))
+    return trainer.compile_model(model, config, train_steps)
+
+
+def synthetic_input(global_batch_size: int, image_size_px: int) -> tf.data.Dataset:
+    images = np.random.default_rng(0).normal(
+        size=(global_batch_size, image_size_px, image_size_px, 3)).astype(np.float32)
+    labels = np.arange(global_batch_size) % 2
+    return tf.data.Dataset.from_tensors((images, labels)).repeat()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--depth", type=int, default=50)
+    parser.add_argument("--image-size-px", type=int, default=128)
+    parser.add_argument("--batch-size-per-replica", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--data", default="synthetic", choices=["synthetic", "transformed"],
+                        help="transformed: the pipeline's newest Transform output (run "
+                             "`make pipeline` with the same IMAGE_SIZE_PX first)")
+    args = parser.parse_args()
+
+    config = model_config(args)
+    strategy = trainer.distribution_strategy(config)
+    global_batch = args.batch_size_per_replica * strategy.num_replicas_in_sync
+    if args.data == "synthetic":
+        dataset = synthetic_input(global_batch, args.image_size_px)
+    else:
+        dataset = common.trainer_input(
+            *common.latest_transform_outputs(PipelineConfig.from_env()), global_batch)
+    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    print(f"Machine: {common.machine()}")
+    print(f"ResNet-{args.depth}, {args.image_size_px}x{args.image_size_px}, global batch "
+          f"{global_batch} on {strategy.num_replicas_in_sync} replica(s), {args.data} data, "
+          f"mixed precision {trainer.switched_on(args.mixed_precision)}, "
+          f"XLA {trainer.switched_on(args.jit_compile)}")
+
+    total_steps = (args.rounds + 1) * args.steps * 2
+    models = {}
+    with strategy.scope():
+        models["ours"] = trainer.build_and_compile_model(config, total_steps)
+        models["reference"] = build_reference(config, total_steps)
+    for name, model in models.items():
+        print(f"{name}: {model.count_params():,} parameters")
+        model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up
+        model.predict(dataset, steps=2, verbose=0)
+
+    train, infer = {name: 0.0 for name in models}, {name: 0.0 for name in models}
+    images = args.steps * global_batch
+    for _ in range(args.rounds):
+        for name, model in models.items():
+            train[name] = max(train[name], common.images_per_second(
+                lambda: model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0),
+                images, repeats=1))
+            infer[name] = max(infer[name], common.images_per_second(
+                lambda: model.predict(dataset, steps=args.steps, verbose=0), images, repeats=1))
+    for name in models:
+        print(f"{name:>9}: train {train[name]:8.1f} images/s, inference {infer[name]:8.1f} images/s")
+    print(f"inference ratio ours/reference: {infer['ours'] / infer['reference']:.2f}")
+    print(f"train ratio ours/reference: {train['ours'] / train['reference']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
