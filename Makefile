@@ -75,7 +75,7 @@ test: venv
 clean:
 	rm -rf outputs
 
-# Benchmarks (benchmarks/README.md; latest figures in benchmarks/RESULTS.md). Each prints
+# Benchmarks (benchmarks/RESULTS.md: what each measures, the latest figures). Each prints
 # its figures and its ratio against a baseline measured in the same run.
 bench-model: export PYTHONWARNINGS := ignore::FutureWarning
 bench-model: venv

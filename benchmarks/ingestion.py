@@ -20,7 +20,8 @@ import tensorflow as tf  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from components.image_example_gen import ImageExampleGen, image_example  # noqa: E402
+from components.image_example_gen import ImageExampleGen  # noqa: E402
+from components.image_examples import image_example  # noqa: E402
 from components.image_files import read_image  # noqa: E402
 from data.generate import generate_dataset  # noqa: E402
 

@@ -42,7 +42,6 @@ import collections
 import json
 import os
 import posixpath
-import re
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 import apache_beam as beam
@@ -58,20 +57,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components.image_files import (ImageFile, RejectedFile, describe_error, is_ignored,
-                                    read_image)
-from models.features import (
-    FILE_NAME_KEY,
-    HEIGHT_KEY,
-    IMAGE_KEY,
-    LABEL_KEY,
-    LABEL_NAME_KEY,
-    ORIENTATION_KEY,
-    SIZE_BUCKET_KEY,
-    SIZE_BUCKETS,
-    SQUARE_TOLERANCE,
-    WIDTH_KEY,
-)
+from components.image_examples import OUTCOMES_TAG, ImageToExampleDoFn
+from components.image_files import is_ignored
 
 REPORT_FILE_NAME = "ingestion_report.json"
 TRAIN_SPLIT_FOLDER = "training_set"
@@ -88,7 +75,6 @@ DEFAULT_MAX_REJECTED_FRACTION = 0.05
 _PATTERN_SUFFIX = "/*/*"
 # Private exec property the executor hands to its own PTransform (JSON string).
 _RUNTIME_KEY = "_image_example_gen_runtime"
-_OUTCOMES_TAG = "outcomes"
 _TMP_DIR_NAME = ".ingestion_tmp"
 
 
@@ -243,68 +229,6 @@ def scan_layout(
 # ----------------------------------------------------------------------------- Beam
 
 
-def _bytes_feature(value: bytes) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-
-def _int64_feature(value: int) -> tf.train.Feature:
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-
-
-def size_bucket(height: int, width: int) -> str:
-    """The SIZE_BUCKETS name for an image's longer side."""
-    longer_side = max(height, width)
-    return next(name for name, bound in SIZE_BUCKETS if bound is None or longer_side < bound)
-
-
-def orientation(height: int, width: int) -> str:
-    if abs(width - height) <= SQUARE_TOLERANCE * max(height, width):
-        return "square"
-    return "landscape" if width > height else "portrait"
-
-
-def image_example(image: ImageFile, label: int, class_name: str, file_name: str
-                  ) -> tf.train.Example:
-    """The tf.Example of one accepted image file."""
-    return tf.train.Example(features=tf.train.Features(feature={
-        IMAGE_KEY: _bytes_feature(image.data),
-        LABEL_KEY: _int64_feature(label),
-        LABEL_NAME_KEY: _bytes_feature(class_name.encode("utf-8")),
-        FILE_NAME_KEY: _bytes_feature(file_name.encode("utf-8")),
-        HEIGHT_KEY: _int64_feature(image.height),
-        WIDTH_KEY: _int64_feature(image.width),
-        SIZE_BUCKET_KEY: _bytes_feature(size_bucket(image.height, image.width).encode("utf-8")),
-        ORIENTATION_KEY: _bytes_feature(orientation(image.height, image.width).encode("utf-8")),
-    }))
-
-
-class _ImageToExampleDoFn(beam.DoFn):
-    """One file path -> a tf.Example (main output) and an outcome record (side output)."""
-
-    def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int):
-        self._class_index = {name: i for i, name in enumerate(class_names)}
-        self._data_root = data_root
-        self._max_image_pixels = max_image_pixels
-
-    def process(self, path: str):
-        parts = path.rstrip("/").split("/")
-        class_name, rel = parts[-2], "/".join(parts[-2:])
-        outcome = {"file": rel, "class": class_name, "outcome": "ignored"}
-        if class_name not in self._class_index:
-            outcome["reason"] = "not in a class folder"
-        elif is_ignored(parts[-1]):
-            outcome["reason"] = "hidden or system file"
-        else:
-            try:
-                image = read_image(path, self._data_root, self._max_image_pixels)
-            except (RejectedFile, OSError, tf.errors.OpError) as error:
-                outcome.update(outcome="rejected", reason=describe_error(error))
-            else:
-                outcome["outcome"] = "written"
-                yield image_example(image, self._class_index[class_name], class_name, rel)
-        yield beam.pvalue.TaggedOutput(_OUTCOMES_TAG, json.dumps(outcome))
-
-
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
 @beam.typehints.with_output_types(tf.train.Example)
@@ -327,11 +251,11 @@ def _ImageToExample(  # pylint: disable=invalid-name
         | "ListFiles" >> beam.Create(paths)
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
-        >> beam.ParDo(_ImageToExampleDoFn(runtime["class_names"], input_base,
+        >> beam.ParDo(ImageToExampleDoFn(runtime["class_names"], input_base,
                                           runtime["max_image_pixels"])).with_outputs(
-            _OUTCOMES_TAG, main="examples")
+            OUTCOMES_TAG, main="examples")
     )
-    _ = results[_OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
+    _ = results[OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
         runtime["outcomes"][split_pattern], file_name_suffix=".jsonl"
     )
     return results.examples

@@ -20,10 +20,9 @@ from components.image_example_gen import (
     check_rejected_fraction,
     custom_config_to_dict,
     default_input_config,
-    orientation,
     scan_layout,
-    size_bucket,
 )
+from components.image_examples import orientation, size_bucket
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,

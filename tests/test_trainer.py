@@ -8,7 +8,7 @@ import textwrap
 import numpy as np
 import tensorflow as tf
 
-from models import features, trainer
+from models import trainer
 from tests.helpers import small_model_config
 
 MODEL_CONFIG = small_model_config()
