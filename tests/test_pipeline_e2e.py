@@ -86,9 +86,12 @@ def test_a_blessed_model_is_pushed_and_classifies_a_jpeg_from_disk(tiny_run):
     model = tf.saved_model.load(run.pushed_model_dir)
     jpeg = (tiny_run["data_root"] / "test_set" / "dogs" / "dog.25.jpg").read_bytes()
     outputs = model.signatures[features.IMAGE_BYTES_SIGNATURE](
-        **{features.IMAGE_BYTES_INPUT: tf.constant([jpeg])})
+        **{features.IMAGE_BYTES_INPUT: tf.constant([jpeg, b"", jpeg[:len(jpeg) // 2]])})
     assert outputs[features.PREDICTED_LABEL_KEY].numpy()[0].decode() in ("cats", "dogs")
-    assert float(tf.reduce_sum(outputs[features.PROBABILITIES_KEY])) == pytest.approx(1.0)
+    assert float(tf.reduce_sum(outputs[features.PROBABILITIES_KEY][0])) == pytest.approx(1.0)
+    # A bad item in the batch costs the others nothing, and says what is wrong with it.
+    assert [error.decode() for error in outputs[features.ERROR_KEY].numpy()] == [
+        "", "empty input", "corrupt or truncated image data"]
 
 
 def test_tfma_metrics_cover_the_eval_split(tiny_run):
