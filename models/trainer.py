@@ -83,20 +83,24 @@ def switched_on(setting: str) -> bool:
     return setting == "on" or (setting == "auto" and bool(tf.config.list_logical_devices("GPU")))
 
 
-def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.keras.Model:
-    """The ResNet with its optimizer; call inside the strategy's scope."""
+def build_model(config: Mapping[str, Any]) -> tf.keras.Model:
+    """The ResNet the config describes, not compiled."""
     # Float16 compute with float32 weights; set before any layer is built.
     tf.keras.mixed_precision.set_global_policy(
         "mixed_float16" if switched_on(config["mixed_precision"]) else "float32")
     size = config["image_size_px"]
-    model = resnet.build_resnet(
+    return resnet.build_resnet(
         depth=config["resnet_depth"],
         num_classes=len(config["class_names"]),
         input_shape=(size, size, 3),
         width_multiplier=config["width_multiplier"],
         bn_momentum=config["bn_momentum"],
     )
-    return compile_model(model, config, train_steps)
+
+
+def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.keras.Model:
+    """The ResNet with its optimizer; call inside the strategy's scope."""
+    return compile_model(build_model(config), config, train_steps)
 
 
 def compile_model(model: tf.keras.Model, config: dict[str, Any],
@@ -163,7 +167,12 @@ def warm_start(model: tf.keras.Model, config: Mapping[str, Any],
             outcome = (f"Training from scratch: the blessed model's architecture "
                        f"{base_architecture} differs from this one's {architecture(config)}.")
         else:
-            model.load_weights(os.path.join(state_dir, "weights"))
+            # Through an uncompiled twin: loading into `model` itself would also restore
+            # the base's optimizer, step count included, and the learning-rate schedule
+            # would start where the base's ended, at zero.
+            base = build_model(config)
+            base.load_weights(os.path.join(state_dir, "weights")).expect_partial()
+            model.set_weights(base.get_weights())
             outcome = f"Warm start from the latest blessed model's weights: {state_dir}"
     logging.info(outcome)
     return outcome

@@ -66,13 +66,22 @@ def test_augment_keeps_shape_and_varies_per_image():
 
 def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches(tmp_path):
     base_model_dir = str(tmp_path / "model" / "Format-Serving")
-    base = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    images = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype("float32")
+    labels = np.arange(16) % 2
+    base = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=4)
+    base.fit(images, labels, batch_size=4, epochs=1, verbose=0)  # to the schedule's end
     trainer.save_training_state(base, MODEL_CONFIG, base_model_dir)
 
     same = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
     assert trainer.warm_start(same, MODEL_CONFIG, base_model_dir).startswith("Warm start")
     for loaded, saved in zip(same.weights, base.weights):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
+    # The weights, not the base's optimizer: the new schedule starts at its first step
+    # (a warm-up from zero), and so the weights move on the second.
+    same.fit(images[:8], labels[:8], batch_size=4, epochs=1, verbose=0)
+    assert int(same.optimizer.iterations) == 2
+    assert any(not np.array_equal(trained.numpy(), saved.numpy())
+               for trained, saved in zip(same.trainable_weights, base.trainable_weights))
 
     wider = {**MODEL_CONFIG, "width_multiplier": 0.25}
     assert trainer.warm_start(trainer.build_and_compile_model(wider, train_steps=10), wider,
