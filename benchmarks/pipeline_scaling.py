@@ -36,19 +36,20 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_pipeline(environment: dict[str, str]) -> tuple[float, int]:
+def run_pipeline(environment: dict[str, str], log: Path) -> tuple[float, int]:
     """(wall seconds, peak process-tree RSS in bytes) of one `make pipeline`."""
     started = time.perf_counter()
-    process = subprocess.Popen(["make", "-C", str(REPO_ROOT), "pipeline"],
-                               env={**os.environ, **environment},
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    watched, peak = psutil.Process(process.pid), 0
-    while process.poll() is None:
-        peak = max(peak, tree_rss(watched))
-        time.sleep(0.2)
-    output = process.stdout.read()
+    # Output to a file: a pipe nobody reads while polling would fill and stall the run.
+    with open(log, "w") as output:
+        process = subprocess.Popen(["make", "-C", str(REPO_ROOT), "pipeline"],
+                                   env={**os.environ, **environment},
+                                   stdout=output, stderr=subprocess.STDOUT)
+        watched, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss(watched))
+            time.sleep(0.2)
     if process.returncode != 0:
-        raise RuntimeError(f"make pipeline failed:\n{output[-3000:]}")
+        raise RuntimeError(f"make pipeline failed:\n{log.read_text()[-3000:]}")
     return time.perf_counter() - started, peak
 
 
@@ -71,11 +72,11 @@ def main() -> None:
                            "OUTPUT_DIR": str(work / "outputs"),
                            "LOCAL_HOME": str(work / "tfx_cli_home"),
                            "PIPELINE_NAME": f"scaling-{size}"}
-            seconds, peak = run_pipeline(environment)
+            seconds, peak = run_pipeline(environment, work / "first_run.log")
             results[size] = seconds
             print(f"{size:6d} images: {seconds:7.1f} s, peak RSS {peak / 2**30:5.2f} GiB, "
                   f"{size / seconds:6.1f} images/s", flush=True)
-        cached_seconds, cached_peak = run_pipeline(environment)
+        cached_seconds, cached_peak = run_pipeline(environment, work / "cached_run.log")
     smallest, largest = sizes[0], sizes[-1]
     print(f"cached rerun at {largest} images: {cached_seconds:.1f} s, peak RSS "
           f"{cached_peak / 2**30:.2f} GiB ({cached_seconds / results[largest]:.2f}x the first run)")
