@@ -252,7 +252,7 @@ def _ImageToExample(  # pylint: disable=invalid-name
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
         >> beam.ParDo(ImageToExampleDoFn(runtime["class_names"], input_base,
-                                          runtime["max_image_pixels"])).with_outputs(
+                                         runtime["max_image_pixels"])).with_outputs(
             OUTCOMES_TAG, main="examples")
     )
     _ = results[OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
