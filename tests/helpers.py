@@ -1,5 +1,8 @@
 """Test helpers: images made in memory, and the project's Transform run on them."""
 import io
+import os
+import subprocess
+from pathlib import Path
 
 import numpy as np
 from ml_metadata import metadata_store
@@ -68,3 +71,19 @@ def execution_states(config, run_id: str) -> dict[str, str]:
         name = node.name.removeprefix(f"{config.pipeline_name}.")
         states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
     return states
+
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_make(target: str, environment: dict[str, str]) -> subprocess.CompletedProcess:
+    """`make <target>` in the repository, as a user runs it; fails the test if make fails."""
+    result = subprocess.run(["make", "-C", str(REPO_ROOT), target], capture_output=True,
+                            text=True, env={**os.environ, **environment}, timeout=1500)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def serving_versions(config) -> list[str]:
+    """The model versions in the serving directory, sorted."""
+    return sorted(path.name for path in Path(config.serving_model_dir).iterdir())

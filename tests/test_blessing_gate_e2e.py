@@ -5,10 +5,8 @@ same images with their training labels shuffled: each candidate learns nothing, 
 Evaluator (default thresholds: an absolute accuracy bound and no drop against the blessed
 baseline) must refuse it, so the serving directory never changes.
 """
-import os
 import random
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,17 +15,11 @@ import tensorflow_model_analysis as tfma
 from data.generate import generate_dataset
 from pipeline import summary
 from pipeline.config import PipelineConfig
+from tests.helpers import run_make, serving_versions
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 SHUFFLE_SEEDS = (1, 2, 3)
-
-
-def make_pipeline(environment: dict[str, str]) -> None:
-    result = subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline"], capture_output=True,
-                            text=True, env={**os.environ, **environment}, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
 
 def with_shuffled_training_labels(data_root: Path, shuffled_root: Path, seed: int) -> None:
@@ -40,10 +32,6 @@ def with_shuffled_training_labels(data_root: Path, shuffled_root: Path, seed: in
     random.Random(seed).shuffle(labels)
     for path, label in zip(files, labels):
         path.rename(training / label / path.name)
-
-
-def serving_versions(config: PipelineConfig) -> list[str]:
-    return sorted(path.name for path in Path(config.serving_model_dir).iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +53,7 @@ def blessed_pipeline(tmp_path_factory):
         "WARMUP_STEPS": "10",
         "BEAM_NUM_WORKERS": "2",
     }
-    make_pipeline(environment)
+    run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
     good = summary.latest_run_summary(config)
     assert good.blessed and good.pushed_model_dir
@@ -80,7 +68,7 @@ def test_a_model_trained_on_shuffled_labels_is_never_blessed(blessed_pipeline, s
     with_shuffled_training_labels(Path(blessed_pipeline["environment"]["DATA_ROOT"]),
                                   shuffled_root, seed)
 
-    make_pipeline({**blessed_pipeline["environment"], "DATA_ROOT": str(shuffled_root)})
+    run_make("pipeline", {**blessed_pipeline["environment"], "DATA_ROOT": str(shuffled_root)})
     candidate = summary.latest_run_summary(config)
 
     assert candidate.run_id != good.run_id

@@ -10,11 +10,10 @@ import pytest
 from data.generate import generate_dataset
 from pipeline import summary
 from pipeline.config import PipelineConfig
-from tests.helpers import execution_states
+from tests.helpers import REPO_ROOT, execution_states
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 FINISHED_BEFORE_TRAINING = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "Transform"]
 
 

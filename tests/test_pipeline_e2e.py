@@ -19,21 +19,13 @@ from pipeline import summary
 from pipeline.config import PipelineConfig
 from reports import paths as report_paths
 from tests.report_checks import browser_checks
-from tests.helpers import execution_states
+from tests.helpers import REPO_ROOT, execution_states, run_make
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 CORRUPT_FILE = "cats/cat.999.jpg"
 # Components whose inputs do not change between the two runs.
 UPSTREAM_COMPONENTS = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]
-
-
-def make_pipeline(environment: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline"], capture_output=True,
-                            text=True, env={**os.environ, **environment}, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +47,7 @@ def tiny_run(tmp_path_factory):
         "MIN_ACCURACY": "0.0",
         "BEAM_NUM_WORKERS": "2",
     }
-    first = make_pipeline(environment)
+    first = run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
     return {"environment": environment, "config": config, "data_root": data_root,
             "stdout": first.stdout, "summary": summary.latest_run_summary(config)}
@@ -159,7 +151,7 @@ def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run)
     versions_before = sorted(path.name for path in serving_dir.iterdir())
 
     environment = {**tiny_run["environment"], "MIN_ACCURACY": "1.0"}
-    result = make_pipeline(environment)
+    result = run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
     second = summary.latest_run_summary(config)
 

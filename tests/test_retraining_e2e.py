@@ -17,17 +17,9 @@ import tensorflow_model_analysis as tfma
 from data.generate import generate_dataset
 from pipeline import history, summary
 from pipeline.config import PipelineConfig
+from tests.helpers import REPO_ROOT, run_make, serving_versions
 
 pytestmark = pytest.mark.e2e
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def make_retrain(environment: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(["make", "-C", str(REPO_ROOT), "retrain"], capture_output=True,
-                            text=True, env={**os.environ, **environment}, timeout=1500)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
 
 
 def logged(result: subprocess.CompletedProcess) -> str:
@@ -45,10 +37,6 @@ def add_span(data_root: Path, span: int, swap_training_labels: bool = False) -> 
         (training / "cats").rename(training / "swap")
         (training / "dogs").rename(training / "cats")
         (training / "swap").rename(training / "dogs")
-
-
-def serving_versions(config: PipelineConfig) -> list[str]:
-    return sorted(path.name for path in Path(config.serving_model_dir).iterdir())
 
 
 @pytest.fixture(scope="module")
@@ -78,20 +66,20 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
     data_root = Path(environment["DATA_ROOT"])
 
     add_span(data_root, 1)
-    first = make_retrain(environment)
+    first = run_make("retrain", environment)
     assert "Training from scratch: no blessed model" in logged(first)
     cycle1 = summary.latest_run_summary(config)
     assert cycle1.blessed and cycle1.pushed_model_dir
     assert cycle1.spans == [1]
 
     started = time.monotonic()
-    idle = make_retrain(environment)
+    idle = run_make("retrain", environment)
     assert "No new span: span-1 was already ingested. Nothing to do." in idle.stdout
     assert time.monotonic() - started < 60  # no pipeline run: nothing expensive
     assert summary.latest_run_summary(config).run_id == cycle1.run_id
 
     add_span(data_root, 2)
-    second = make_retrain(environment)
+    second = run_make("retrain", environment)
     assert "Warm start from the latest blessed model's weights" in logged(second)
     cycle2 = summary.latest_run_summary(config)
     assert cycle2.spans == [1, 2]  # trained on the window of both spans, evaluated on span 2
@@ -100,7 +88,7 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
 
     served_before = serving_versions(config)
     add_span(data_root, 3, swap_training_labels=True)
-    third = make_retrain(environment)
+    third = run_make("retrain", environment)
     cycle3 = summary.latest_run_summary(config)
     assert f"Report: {Path(config.output_dir, 'reports')}" in third.stdout
     assert cycle3.spans == [2, 3]
