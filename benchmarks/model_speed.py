@@ -3,7 +3,8 @@
 Both models get the same input size, batch, optimizer (the Trainer's compile_model: AdamW
 with warm-up and cosine decay), precision, XLA setting and distribution strategy, in one
 process. Each is warmed up (tracing, XLA compilation) and then timed over the same steps,
-in alternating rounds so that neither gets the quieter machine.
+in alternating rounds; the ratio is the median of the rounds' ratios, so that a noisy
+spell on a shared machine does not decide it.
 
     python -m benchmarks.model_speed                      # CPU-sized defaults, synthetic data
     python -m benchmarks.model_speed --image-size-px 224 --batch-size-per-replica 128 \\
@@ -53,8 +54,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--image-size-px", type=int, default=128)
     parser.add_argument("--batch-size-per-replica", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--data", default="synthetic", choices=["synthetic", "transformed"],
@@ -87,19 +88,29 @@ def main() -> None:
         model.fit(dataset, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up
         model.predict(dataset, steps=2, verbose=0)
 
-    train, infer = {name: 0.0 for name in models}, {name: 0.0 for name in models}
+    # Per round, each model is timed right after the other (in alternating order), and the
+    # ratio is taken within the round: a slower spell of a shared machine then slows both.
+    train, infer = {name: [] for name in models}, {name: [] for name in models}
     images = args.steps * global_batch
-    for _ in range(args.rounds):
-        for name, model in models.items():
-            train[name] = max(train[name], common.images_per_second(
+    for round_index in range(args.rounds):
+        order = list(models) if round_index % 2 == 0 else list(reversed(models))
+        for name in order:
+            model = models[name]
+            train[name].append(common.images_per_second(
                 lambda: model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0),
                 images, repeats=1))
-            infer[name] = max(infer[name], common.images_per_second(
+            infer[name].append(common.images_per_second(
                 lambda: model.predict(dataset, steps=args.steps, verbose=0), images, repeats=1))
     for name in models:
-        print(f"{name:>9}: train {train[name]:8.1f} images/s, inference {infer[name]:8.1f} images/s")
-    print(f"inference ratio ours/reference: {infer['ours'] / infer['reference']:.2f}")
-    print(f"train ratio ours/reference: {train['ours'] / train['reference']:.2f}")
+        print(f"{name:>9}: train {np.median(train[name]):8.1f} images/s, inference "
+              f"{np.median(infer[name]):8.1f} images/s (medians of {args.rounds} rounds)")
+    ratio = {}
+    for label, figures in (("inference", infer), ("train", train)):
+        per_round = np.divide(figures["ours"], figures["reference"])
+        print(f"{label} ratios per round: {' '.join(f'{r:.2f}' for r in per_round)}")
+        ratio[label] = np.median(per_round)
+    print(f"inference ratio ours/reference: {ratio['inference']:.2f}")
+    print(f"train ratio ours/reference: {ratio['train']:.2f}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ the largest against its first run.
     python -m benchmarks.pipeline_scaling [--sizes 1000,4000,16000]
 """
 import argparse
+import dataclasses
 import os
+import re
 import subprocess
 import tempfile
 import time
@@ -26,6 +28,24 @@ FIXED_MODEL = {"IMAGE_SIZE_PX": "64", "RESNET_DEPTH": "18", "WIDTH_MULTIPLIER": 
                "MIN_ACCURACY": "0.0"}
 
 
+# What the log says is running: make echoes each step's command, the local runner logs
+# each component's start. Everything before the first marker is "start".
+PHASE_MARKERS = (
+    (re.compile(r"tfx pipeline (?:create|update)"), "register"),
+    (re.compile(r"Component (\w+) is running"), None),  # None: the component's own name
+    (re.compile(r"cats-dogs-report"), "report"),
+    (re.compile(r"-m pipeline\.summary"), "summary"),
+)
+
+
+@dataclasses.dataclass
+class Run:
+    seconds: float
+    peak_rss: int
+    # Per phase, in the order they ran: (seconds, peak process-tree RSS in bytes).
+    phases: dict[str, tuple[float, int]]
+
+
 def tree_rss(process: psutil.Process) -> int:
     total = 0
     for member in [process, *process.children(recursive=True)]:
@@ -36,21 +56,55 @@ def tree_rss(process: psutil.Process) -> int:
     return total
 
 
-def run_pipeline(environment: dict[str, str], log: Path) -> tuple[float, int]:
-    """(wall seconds, peak process-tree RSS in bytes) of one `make pipeline`."""
+def phases_started(text: str) -> list[str]:
+    """The phases whose start markers `text` holds, in order."""
+    found = []
+    for line in text.splitlines():
+        for marker, phase in PHASE_MARKERS:
+            match = marker.search(line)
+            if match:
+                found.append(phase or match.group(1))
+                break
+    return found
+
+
+def run_pipeline(environment: dict[str, str], log: Path) -> Run:
+    """Wall time and peak process-tree RSS of one `make pipeline`, overall and per phase."""
     started = time.perf_counter()
+    phase, phase_started, unread = "start", started, ""
+    phases: dict[str, tuple[float, int]] = {}
     # Output to a file: a pipe nobody reads while polling would fill and stall the run.
-    with open(log, "w") as output:
+    with open(log, "w") as output, open(log) as reader:
         process = subprocess.Popen(["make", "-C", str(REPO_ROOT), "pipeline"],
                                    env={**os.environ, **environment},
                                    stdout=output, stderr=subprocess.STDOUT)
-        watched, peak = psutil.Process(process.pid), 0
+        watched = psutil.Process(process.pid)
         while process.poll() is None:
-            peak = max(peak, tree_rss(watched))
+            rss, now = tree_rss(watched), time.perf_counter()
+            # Only complete lines: a marker may be half written.
+            *lines, unread = (unread + reader.read()).split("\n")
+            for next_phase in phases_started("\n".join(lines)):
+                if next_phase == phase:
+                    continue
+                phases[phase] = (now - phase_started, phases.get(phase, (0, 0))[1])
+                phase, phase_started = next_phase, now
+            phases[phase] = (now - phase_started, max(rss, phases.get(phase, (0, 0))[1]))
             time.sleep(0.2)
     if process.returncode != 0:
         raise RuntimeError(f"make pipeline failed:\n{log.read_text()[-3000:]}")
-    return time.perf_counter() - started, peak
+    return Run(time.perf_counter() - started, max(peak for _, peak in phases.values()), phases)
+
+
+def print_phases(runs: dict[str, Run]) -> None:
+    """One row per phase, seconds and peak RSS (GiB) per run."""
+    names = list(dict.fromkeys(name for run in runs.values() for name in run.phases))
+    print(f"{'phase':>18} " + " ".join(f"{label:>17}" for label in runs))
+    for name in names:
+        cells = []
+        for run in runs.values():
+            seconds, peak = run.phases.get(name, (0.0, 0))
+            cells.append(f"{seconds:6.1f} s {peak / 2**30:5.2f} GiB")
+        print(f"{name:>18} " + " ".join(cells))
 
 
 def main() -> None:
@@ -61,7 +115,7 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     print(f"Machine: {os.cpu_count()} CPU cores, {psutil.virtual_memory().total / 2**30:.0f} "
           f"GiB; fixed model {FIXED_MODEL}")
-    results = {}
+    runs: dict[str, Run] = {}
     with tempfile.TemporaryDirectory() as temp:
         for size in sizes:
             work = Path(temp, str(size))
@@ -72,17 +126,20 @@ def main() -> None:
                            "OUTPUT_DIR": str(work / "outputs"),
                            "LOCAL_HOME": str(work / "tfx_cli_home"),
                            "PIPELINE_NAME": f"scaling-{size}"}
-            seconds, peak = run_pipeline(environment, work / "first_run.log")
-            results[size] = seconds
-            print(f"{size:6d} images: {seconds:7.1f} s, peak RSS {peak / 2**30:5.2f} GiB, "
-                  f"{size / seconds:6.1f} images/s", flush=True)
-        cached_seconds, cached_peak = run_pipeline(environment, work / "cached_run.log")
-    smallest, largest = sizes[0], sizes[-1]
-    print(f"cached rerun at {largest} images: {cached_seconds:.1f} s, peak RSS "
-          f"{cached_peak / 2**30:.2f} GiB ({cached_seconds / results[largest]:.2f}x the first run)")
-    print(f"scaling {largest}/{smallest} images: time x{results[largest] / results[smallest]:.1f} "
-          f"for data x{largest / smallest:.0f} (target: at most x{largest / smallest:.0f})")
-
+            run = runs[str(size)] = run_pipeline(environment, work / "first_run.log")
+            print(f"{size:6d} images: {run.seconds:7.1f} s, peak RSS "
+                  f"{run.peak_rss / 2**30:5.2f} GiB, {size / run.seconds:6.1f} images/s",
+                  flush=True)
+        cached = runs[f"{size} cached"] = run_pipeline(environment, work / "cached_run.log")
+    smallest, largest = runs[str(sizes[0])], runs[str(sizes[-1])]
+    print_phases(runs)
+    print(f"cached rerun at {sizes[-1]} images: {cached.seconds:.1f} s, peak RSS "
+          f"{cached.peak_rss / 2**30:.2f} GiB ({cached.seconds / largest.seconds:.2f}x the "
+          "first run)")
+    growth = sizes[-1] / sizes[0]
+    print(f"scaling {sizes[-1]}/{sizes[0]} images: time x{largest.seconds / smallest.seconds:.1f}, "
+          f"peak RSS x{largest.peak_rss / smallest.peak_rss:.2f} for data x{growth:.0f} "
+          f"(target: time at most x{growth:.0f})")
 
 if __name__ == "__main__":
     main()

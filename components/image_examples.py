@@ -64,7 +64,9 @@ def image_example(image: ImageFile, label: int, class_name: str, file_name: str
 
 
 class ImageToExampleDoFn(beam.DoFn):
-    """One file path -> a tf.Example (main output) and an outcome record (side output)."""
+    """One file path -> a serialized tf.Example (main output) and an outcome record (side
+    output). Serialized here, in the worker that built it, so that writing needs no
+    other step."""
 
     def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int):
         self._class_index = {name: i for i, name in enumerate(class_names)}
@@ -86,5 +88,6 @@ class ImageToExampleDoFn(beam.DoFn):
                 outcome.update(outcome="rejected", reason=describe_error(error))
             else:
                 outcome["outcome"] = "written"
-                yield image_example(image, self._class_index[class_name], class_name, rel)
+                yield image_example(
+                    image, self._class_index[class_name], class_name, rel).SerializeToString()
         yield beam.pvalue.TaggedOutput(OUTCOMES_TAG, json.dumps(outcome))

@@ -74,10 +74,11 @@ def bottleneck_block(x, filters, strides, name, bn_momentum=0.9):
     """1x1 reduce, 3x3, 1x1 expand (x4) with a shortcut; output has 4 * `filters` channels."""
     out_filters = filters * BOTTLENECK_EXPANSION
     shortcut = _shortcut(x, out_filters, strides, name, bn_momentum)
-    y = conv_bn(x, filters, 1, 1, f"{name}_conv1", bn_momentum)
+    # The stride is on the first 1x1, as in the paper's own models; moving it to the 3x3
+    # ("ResNet v1.5") costs ~6% more multiply-adds for ~0.5% ImageNet top-1.
+    y = conv_bn(x, filters, 1, strides, f"{name}_conv1", bn_momentum)
     y = layers.ReLU(name=f"{name}_relu1")(y)
-    # Stride on the 3x3 conv, not the first 1x1 (torchvision's "ResNet v1.5").
-    y = conv_bn(y, filters, 3, strides, f"{name}_conv2", bn_momentum)
+    y = conv_bn(y, filters, 3, 1, f"{name}_conv2", bn_momentum)
     y = layers.ReLU(name=f"{name}_relu2")(y)
     # Zero gamma on the last BN makes every block start as the identity (Goyal et al. 2017).
     y = conv_bn(y, out_filters, 1, 1, f"{name}_conv3", bn_momentum,

@@ -19,7 +19,7 @@ import yaml
 
 from kubeflow import submit
 from kubeflow.runner import compile_pipeline
-from pipeline.config import PipelineConfig
+from pipeline.config import SETUP_FILE, PipelineConfig
 from pipeline.definition import create_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,9 @@ def test_local_pipeline_is_unchanged_by_the_kubeflow_defaults(tmp_path):
     assert components["Trainer"].platform_config is None
     assert isinstance(components["ImageExampleGen"].exec_properties["input_base"], str)
     assert pipeline.beam_pipeline_args == [
-        "--direct_running_mode=multi_processing", "--direct_num_workers=0"]
+        "--direct_running_mode=multi_processing", "--direct_num_workers=0",
+        f"--setup_file={SETUP_FILE}"]
+    assert Path(SETUP_FILE).is_file()
 
 
 @pytest.mark.parametrize("settings, named, allowed", [

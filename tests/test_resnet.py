@@ -100,6 +100,26 @@ def test_every_conv_is_bias_free_and_followed_by_batch_norm(depth):
         assert bn.epsilon == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize("depth", [18, 50])
+def test_stage_output_sizes_are_the_papers(depth):
+    model = imagenet_model(depth)
+    blocks_per_stage = resnet.RESNET_STAGES[depth][1]
+    sizes = [model.get_layer(f"stage{stage}_block{blocks}_out").output.shape[1]
+             for stage, blocks in enumerate(blocks_per_stage, 1)]
+    assert sizes == [56, 28, 14, 7]
+
+
+def test_bottleneck_blocks_downsample_in_their_first_1x1_convolution():
+    model = imagenet_model(50)
+    strided = {layer.name: layer.kernel_size for layer in model.layers
+               if isinstance(layer, tf.keras.layers.Conv2D) and layer.strides == (2, 2)}
+    assert strided == {
+        "stem_conv": (7, 7),
+        **{f"stage{stage}_block1_conv1": (1, 1) for stage in (2, 3, 4)},
+        **{f"stage{stage}_block1_proj": (1, 1) for stage in (2, 3, 4)},
+    }
+
+
 def test_last_batch_norm_of_each_block_starts_at_zero():
     model = small_model()
     inbound = inbound_layers(model)
