@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 make --no-print-directory venv
 export TF_USE_LEGACY_KERAS=1 PYTHONWARNINGS=ignore::FutureWarning
-SETTINGS=(--image-size-px 224 --batch-size-per-replica 128 --steps 20
+SETTINGS=(--image-size-px 224 --batch-size-per-replica 128 --steps 20 --rounds 3
           --mixed-precision on --jit-compile on)
 
 .venv/bin/python -m benchmarks.model_speed "${SETTINGS[@]}" --data synthetic

@@ -29,7 +29,8 @@ FIXED_MODEL = {"IMAGE_SIZE_PX": "64", "RESNET_DEPTH": "18", "WIDTH_MULTIPLIER": 
 
 
 # What the log says is running: make echoes each step's command, the local runner logs
-# each component's start. Everything before the first marker is "start".
+# each component's start. Everything before the first marker is "start"; "register"
+# lasts until the first component starts, so it includes the TFX CLI starting the run.
 PHASE_MARKERS = (
     (re.compile(r"tfx pipeline (?:create|update)"), "register"),
     (re.compile(r"Component (\w+) is running"), None),  # None: the component's own name
