@@ -131,7 +131,7 @@ def main() -> None:
             print(f"{size:6d} images: {run.seconds:7.1f} s, peak RSS "
                   f"{run.peak_rss / 2**30:5.2f} GiB, {size / run.seconds:6.1f} images/s",
                   flush=True)
-        cached = runs[f"{size} cached"] = run_pipeline(environment, work / "cached_run.log")
+        cached = runs[f"{sizes[-1]} cached"] = run_pipeline(environment, work / "cached_run.log")
     smallest, largest = runs[str(sizes[0])], runs[str(sizes[-1])]
     print_phases(runs)
     print(f"cached rerun at {sizes[-1]} images: {cached.seconds:.1f} s, peak RSS "
@@ -141,6 +141,7 @@ def main() -> None:
     print(f"scaling {sizes[-1]}/{sizes[0]} images: time x{largest.seconds / smallest.seconds:.1f}, "
           f"peak RSS x{largest.peak_rss / smallest.peak_rss:.2f} for data x{growth:.0f} "
           f"(target: time at most x{growth:.0f})")
+
 
 if __name__ == "__main__":
     main()
