@@ -104,13 +104,10 @@ def main() -> None:
     for name in models:
         print(f"{name:>9}: train {np.median(train[name]):8.1f} images/s, inference "
               f"{np.median(infer[name]):8.1f} images/s (medians of {args.rounds} rounds)")
-    ratio = {}
     for label, figures in (("inference", infer), ("train", train)):
         per_round = np.divide(figures["ours"], figures["reference"])
         print(f"{label} ratios per round: {' '.join(f'{r:.2f}' for r in per_round)}")
-        ratio[label] = np.median(per_round)
-    print(f"inference ratio ours/reference: {ratio['inference']:.2f}")
-    print(f"train ratio ours/reference: {ratio['train']:.2f}")
+        print(f"{label} ratio ours/reference: {np.median(per_round):.2f}")
 
 
 if __name__ == "__main__":
