@@ -90,26 +90,64 @@ bench: pipeline
 	$(BIN)/python -m benchmarks.pipeline_scaling
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
-# OUTPUT_DIR (object storage the cluster reaches), CONTAINER_IMAGE, BEAM_RUNNER_ARGS,
-# TRAINER_GPU_COUNT; submission needs KFP_ENDPOINT, a schedule CRON (6 fields).
-CONTAINER_IMAGE ?= cats-dogs-resnet:0.1.0
+# KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://), CONTAINER_IMAGE,
+# BEAM_RUNNER_ARGS, TRAINER_GPU_COUNT. Submission needs KF_PIPELINES_ENDPOINT (or
+# KFP_ENDPOINT); on multi-user Kubeflow KFP_NAMESPACE and KFP_EXISTING_TOKEN (or a
+# service-account token file); a schedule CRON (6 fields); kubeflow-unschedule ID=<id>
+# deletes only that recurring run.
+CONTAINER_IMAGE ?= cats-dogs-resnet
+# docker, podman or buildah: whichever this machine has.
+CONTAINER_TOOL ?= $(firstword $(shell command -v docker podman buildah 2>/dev/null))
 KUBEFLOW_SUBMIT := $(BIN)/python -m kubeflow.submit
 export CONTAINER_IMAGE
 
-.PHONY: kubeflow-compile kubeflow-image kubeflow-upload kubeflow-run kubeflow-schedule
+.PHONY: kubeflow-compile kubeflow-image kubeflow-local kubeflow-upload kubeflow-run \
+        kubeflow-schedule kubeflow-schedules kubeflow-unschedule
 
 kubeflow-compile: export PYTHONWARNINGS := ignore::FutureWarning
 kubeflow-compile: venv
 	$(BIN)/python -m kubeflow.runner
 
-kubeflow-image:
-	docker build -f kubeflow/Dockerfile -t $(CONTAINER_IMAGE) .
-	docker push $(CONTAINER_IMAGE)
+# Tagged with the fingerprint of the code it holds, unless CONTAINER_IMAGE names a tag.
+kubeflow-image: venv
+	test -n "$(CONTAINER_TOOL)" || { echo "No docker, podman or buildah on this machine." >&2; exit 1; }
+	image=$$($(BIN)/python -m kubeflow.image); \
+	$(CONTAINER_TOOL) build -f kubeflow/Dockerfile -t "$$image" . && $(CONTAINER_TOOL) push "$$image"
 
-kubeflow-upload kubeflow-run kubeflow-schedule: export PYTHONWARNINGS := ignore::FutureWarning
+# The compiled spec run on this machine as KFP's launcher runs it (local paths allowed).
+kubeflow-local: export PYTHONWARNINGS := ignore::FutureWarning
+kubeflow-local: export OUTPUT_DIR ?= outputs/kubeflow-local
+kubeflow-local: venv
+	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
+	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
+	$(BIN)/python -m kubeflow.contract_run
+
+kubeflow-upload kubeflow-run kubeflow-schedule kubeflow-schedules kubeflow-unschedule: \
+  export PYTHONWARNINGS := ignore::FutureWarning
 kubeflow-upload: venv
 	$(KUBEFLOW_SUBMIT) upload
 kubeflow-run: venv
 	$(KUBEFLOW_SUBMIT) run
 kubeflow-schedule: venv
 	$(KUBEFLOW_SUBMIT) schedule --cron "$(CRON)"
+kubeflow-schedules: venv
+	$(KUBEFLOW_SUBMIT) schedules
+kubeflow-unschedule: venv
+	$(KUBEFLOW_SUBMIT) unschedule $(if $(ID),--id "$(ID)")
+
+# Kubeflow Pipelines' own backend compiler (kubeflow/argo/): the Argo Workflow KFP would run.
+# It needs the module github.com/kubeflow/pipelines (backend 2.4.0); where the Go module
+# proxy does not serve it, KFP_SRC names a local checkout of kubeflow/pipelines at 2.4.0.
+KFP_ARGO_COMPILE := outputs/bin/kfp-argo-compile
+KFP_SRC ?=
+.PHONY: kfp-argo-compile
+$(KFP_ARGO_COMPILE): kubeflow/argo/main.go kubeflow/argo/go.mod kubeflow/argo/go.sum
+	mkdir -p $(dir $@) outputs/kfp-argo
+ifeq ($(KFP_SRC),)
+	cd kubeflow/argo && GOWORK=off go build -mod=mod -buildvcs=false -o ../../$@ .
+else
+	printf 'go 1.22.0\n\nuse %s\n\nreplace github.com/kubeflow/pipelines => %s\n' \
+		"$(CURDIR)/kubeflow/argo" "$(abspath $(KFP_SRC))" > outputs/kfp-argo/go.work
+	cd kubeflow/argo && GOWORK=$(CURDIR)/outputs/kfp-argo/go.work go build -buildvcs=false -o ../../$@ .
+endif
+kfp-argo-compile: $(KFP_ARGO_COMPILE)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -13,6 +14,26 @@ DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
 GPU_SPEEDUP_SETTINGS = ("auto", "on", "off")
 # The project's own package description: what a Beam worker needs besides Beam itself.
 SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
+# Where kubeflow/Dockerfile puts it in the image.
+IMAGE_SETUP_FILE = "/pipeline/setup.py"
+
+# Where a pipeline runs: "local" (LocalDagRunner, the TFX CLI) or a Kubeflow Pipelines
+# backend: "kubeflow" (open-source KFP 2.x: container and importer tasks only) or
+# "vertex" (Vertex AI Pipelines, which also runs TFX's resolver tasks).
+LOCAL = "local"
+KFP_TARGETS = ("kubeflow", "vertex")
+# Storage for data, pipeline root and serving models on a cluster: a local path exists
+# only on the machine that compiles, and TFX's executors write artifacts through
+# TensorFlow's filesystems, which in our image cover gs:// (KFP's driver also takes
+# s3:// and minio://, but TensorFlow needs tensorflow-io for s3://, not in the lock,
+# and has no minio://).
+CLUSTER_STORAGE_SCHEME = "gs://"
+# The GPU request's name on each target: a Kubernetes extended resource on Kubeflow, one
+# of Vertex's accelerator types on Vertex.
+DEFAULT_ACCELERATOR = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
+VERTEX_ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_L4", "NVIDIA_TESLA_V100", "NVIDIA_TESLA_P4",
+                       "NVIDIA_TESLA_P100", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB",
+                       "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,20 +105,28 @@ class PipelineConfig:
     jit_compile: str = "auto"
 
     # Training hardware. The Trainer's request on Kubeflow: this many accelerators of this
-    # Kubernetes resource name on one node (0: none); MirroredStrategy uses all of them.
+    # type on one node (0: none); MirroredStrategy uses all of them. The type is a
+    # Kubernetes resource name on Kubeflow, a Vertex accelerator type on Vertex; empty:
+    # DEFAULT_ACCELERATOR of the target.
     trainer_gpu_count: int = 0
-    trainer_accelerator_type: str = "nvidia.com/gpu"
+    trainer_accelerator_type: str = ""
     # "mirrored": the GPUs of one machine. "multi_worker_mirrored": several machines, each
     # worker told the cluster and its own task by its TF_CONFIG environment variable, which
     # the launcher (e.g. a TFJob) sets per worker: it is not pipeline configuration.
     distribution_strategy: str = "mirrored"
 
-    # Kubeflow Pipelines (kubeflow/runner.py). The image every component runs in
-    # (kubeflow/Dockerfile, pushed where the cluster can pull it).
-    container_image: str = "cats-dogs-resnet:0.1.0"
-    # Take data_root and the Trainer's train_args as pipeline parameters each run may set
-    # (this config's values are their defaults); the Kubeflow runner turns it on.
-    per_run_parameters: bool = False
+    # Kubeflow Pipelines (kubeflow/runner.py): which backend the spec is compiled for.
+    kfp_target: str = "kubeflow"
+    # The image every component runs in (kubeflow/Dockerfile). Without a tag, the tag is
+    # the fingerprint of the code it holds (kubeflow/image.py), so a code change is a new
+    # image in every task: it reaches the pods and no KFP cache entry hides it.
+    container_image: str = "cats-dogs-resnet"
+    # Each task's requests (CPU cores, memory in GiB); a Beam component runs one
+    # DirectRunner worker per requested core. The Trainer has its own, beside its GPUs.
+    task_cpu: float = 2.0
+    task_memory_gib: float = 8.0
+    trainer_cpu: float = 4.0
+    trainer_memory_gib: float = 16.0
 
     def __post_init__(self) -> None:
         _check(self.pipeline_name != "", "pipeline_name", "a non-empty name", self.pipeline_name)
@@ -138,9 +167,19 @@ class PipelineConfig:
                self.beam_runner_args)
         _check(isinstance(self.trainer_gpu_count, int) and self.trainer_gpu_count >= 0,
                "trainer_gpu_count", "an integer >= 0", self.trainer_gpu_count)
-        _check(self.trainer_accelerator_type != "", "trainer_accelerator_type",
-               "a Kubernetes resource name such as nvidia.com/gpu",
-               self.trainer_accelerator_type)
+        _check(self.kfp_target in KFP_TARGETS, "kfp_target", f"one of {list(KFP_TARGETS)}",
+               self.kfp_target)
+        if self.kfp_target == "vertex":
+            _check(self.trainer_accelerator in VERTEX_ACCELERATORS, "trainer_accelerator_type",
+                   f"a Vertex accelerator type ({', '.join(VERTEX_ACCELERATORS)})",
+                   self.trainer_accelerator_type)
+        else:
+            _check(re.fullmatch(r"[a-z0-9.-]+/[a-z0-9._-]+", self.trainer_accelerator) is not None,
+                   "trainer_accelerator_type",
+                   "a Kubernetes resource name such as nvidia.com/gpu",
+                   self.trainer_accelerator_type)
+        for name in ("task_cpu", "task_memory_gib", "trainer_cpu", "trainer_memory_gib"):
+            _check(getattr(self, name) > 0, name, "a positive number", getattr(self, name))
         _check(self.distribution_strategy in DISTRIBUTION_STRATEGIES, "distribution_strategy",
                f"one of {list(DISTRIBUTION_STRATEGIES)}", self.distribution_strategy)
         _check(self.container_image != "", "container_image", "an image reference",
@@ -183,15 +222,26 @@ class PipelineConfig:
         return _absolute(self.output_dir, "serving_model")
 
     @property
-    def beam_pipeline_args(self) -> list[str]:
-        # Naming a setup file stops TFX from packaging its own installation into an sdist
-        # for every Beam component (2-3 s each), which the DirectRunner never uses: its
-        # workers run in this environment.
-        return list(self.beam_runner_args) or [
-            "--direct_running_mode=multi_processing",
-            f"--direct_num_workers={self.beam_num_workers}",
-            f"--setup_file={SETUP_FILE}",
-        ]
+    def trainer_accelerator(self) -> str:
+        """The accelerator type the Trainer requests on the configured KFP target."""
+        return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.kfp_target]
+
+    def beam_pipeline_args(self, target: str = LOCAL) -> list[str]:
+        """Every Beam component's args: beam_runner_args, else the DirectRunner's.
+
+        Naming a setup file stops TFX from packaging its own installation into an sdist
+        for every Beam component (2-3 s each), which the DirectRunner never uses: its
+        workers run in the same environment. In a KFP task that environment is the image,
+        and the pod's CPU request, not the node's core count, sets the workers.
+        """
+        if self.beam_runner_args:
+            return list(self.beam_runner_args)
+        if target == LOCAL:
+            workers, setup_file = self.beam_num_workers, SETUP_FILE
+        else:
+            workers, setup_file = max(1, int(self.task_cpu)), IMAGE_SETUP_FILE
+        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+                f"--setup_file={setup_file}"]
 
     def transform_config(self) -> dict[str, Any]:
         """Transform's `custom_config`: only what the transform depends on, so that a

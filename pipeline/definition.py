@@ -7,26 +7,31 @@ from typing import Optional
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format, wrappers_pb2
-from kfp.pipeline_spec.pipeline_spec_pb2 import PipelineDeploymentConfig
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution import canned_resolver_functions
 
 import models
-from components import atomic_pusher
+from components import atomic_pusher, pushed_baseline
 from components.image_example_gen import ImageExampleGen, default_input_config
 from models import features
-from pipeline.config import PipelineConfig
+from pipeline.config import LOCAL, PipelineConfig
 
-ResourceSpec = PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec
-
-# TFX packages the folder of a module file as user code, so Transform and Trainer run
-# this code as it is when the pipeline is compiled, and rerun when it changes.
+# Locally, TFX packages the folder of a module file as user code, so Transform and
+# Trainer run this code as it is when the pipeline starts, and rerun when it changes.
 _MODELS_DIR = Path(models.__file__).parent
 PREPROCESSING_MODULE = str(_MODELS_DIR / "preprocessing.py")
-TRANSFORM_ID = "Transform"
 TRAINER_MODULE = str(_MODELS_DIR / "trainer.py")
+# On a cluster the image holds the code (its tag is the code's fingerprint): the spec
+# names the functions, and compiling writes nothing to the pipeline root.
+PREPROCESSING_FN = "models.preprocessing.preprocessing_fn"
+RUN_FN = "models.trainer.run_fn"
+TRANSFORM_ID = "Transform"
+TRAINER_ID = "Trainer"
+BASELINE_ID = "latest_blessed_model_resolver"
+# Argo reads "_" in a task name as an operator of its dependency expressions.
+PUSHED_BASELINE_ID = "latest-pushed-model"
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -72,23 +77,20 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def trainer_resources(config: PipelineConfig) -> ResourceSpec:
-    """The Trainer container's GPU request, as Kubeflow Pipelines reads it."""
-    count = config.trainer_gpu_count
-    kind = config.trainer_accelerator_type
-    # KFP 2 reads the resource_* fields; older backends read type and count.
-    return ResourceSpec(accelerator=ResourceSpec.AcceleratorConfig(
-        type=kind, count=count, resource_type=kind, resource_count=str(count)))
-
-
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    target: str = LOCAL,
 ) -> tfx.dsl.Pipeline:
-    """ImageExampleGen -> statistics/schema -> Transform -> Trainer -> Evaluator -> Pusher."""
+    """ImageExampleGen -> statistics/schema -> Transform -> Trainer -> Evaluator -> Pusher.
+
+    `target`: where it runs, LOCAL or one of KFP_TARGETS (kubeflow/runner.py compiles).
+    """
+    on_cluster = target != LOCAL
     input_base = config.input_base
     train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
-    if config.per_run_parameters:
+    if on_cluster:
+        # Each run may set these (in the KFP UI, or `--param`); the config holds defaults.
         input_base = tfx.dsl.experimental.RuntimeParameter(
             name="data_root", ptype=str, default=input_base)
         # A proto cannot hold a parameter, so the whole TrainArgs is one, as its JSON.
@@ -106,11 +108,16 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"])
-    latest_blessed_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model_resolver")
+    if target == "kubeflow":
+        # Open-source KFP runs no resolver tasks: the baseline is the last pushed model.
+        latest_blessed_model = pushed_baseline.LatestPushedModel(
+            serving_model_dir=config.serving_model_dir).with_id(PUSHED_BASELINE_ID)
+    else:
+        latest_blessed_model = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id(BASELINE_ID)
     if config.spans:
         # Retraining on spans: the newest spans ingested by any run so far (this run's
         # included: Transform resolves its inputs after ExampleGen ran), and the analyzer
@@ -138,7 +145,8 @@ def create_pipeline(
     transform = tfx.components.Transform(
         examples=training_examples,
         schema=schema_gen.outputs["schema"],
-        module_file=PREPROCESSING_MODULE,
+        **({"preprocessing_fn": PREPROCESSING_FN} if on_cluster
+           else {"module_file": PREPROCESSING_MODULE}),
         custom_config=config.transform_config(),
         analyzer_cache=analyzer_cache,
         disable_analyzer_cache=not config.spans,
@@ -149,7 +157,7 @@ def create_pipeline(
         disable_statistics=True,
     ).with_id(TRANSFORM_ID)
     trainer = tfx.components.Trainer(
-        module_file=TRAINER_MODULE,
+        **({"run_fn": RUN_FN} if on_cluster else {"module_file": TRAINER_MODULE}),
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -158,10 +166,8 @@ def create_pipeline(
         base_model=(latest_blessed_model.outputs["model"]
                     if config.spans and config.warm_start else None),
         custom_config=config.model_config(),
-    )
-    if config.trainer_gpu_count:
-        trainer.with_platform_config(trainer_resources(config))
-    evaluator = tfx.components.Evaluator(
+    ).with_id(TRAINER_ID)
+    evaluator = pushed_baseline.Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],
@@ -182,5 +188,5 @@ def create_pipeline(
                     latest_blessed_model, *span_nodes, transform, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=config.beam_pipeline_args,
+        beam_pipeline_args=config.beam_pipeline_args(target),
     )

@@ -1,0 +1,104 @@
+"""The blessing gate's baseline on open-source Kubeflow Pipelines: the latest pushed model.
+
+Locally and on Vertex, a `LatestBlessedModelStrategy` resolver finds the last blessed
+model in ML Metadata. Open-source KFP runs only container and importer tasks (its
+compiler answers "resolver executors not implemented"), so there the baseline comes from
+what the Pusher wrote instead: a model is pushed if and only if it was blessed, and the
+newest version in the serving directory is the last blessed model.
+
+- `LatestPushedModel` copies that version into its Model artifact (`Format-Serving/`, the
+  layout of the Trainer's Model); with nothing pushed yet, the artifact stays empty.
+- `Evaluator` is TFX's, but an empty baseline counts as none: the first run is judged
+  on its absolute thresholds alone, as with a resolver that found nothing.
+"""
+import os
+from typing import Any, Dict, List, Optional
+
+from absl import logging
+from tfx import types
+from tfx import v1 as tfx
+from tfx.components.evaluator import executor as evaluator_executor
+from tfx.dsl.components.base import base_component, base_executor, executor_spec
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.utils import io_utils, path_utils
+
+SERVING_MODEL_DIR_KEY = "serving_model_dir"
+MODEL_KEY = "model"
+# Set on the Model artifact: the serving version it copies, "" when nothing was pushed.
+PUSHED_VERSION_PROPERTY = "pushed_version"
+
+
+def latest_pushed_version(serving_model_dir: str) -> Optional[str]:
+    """The highest numbered complete version under the serving directory, if any.
+
+    Staging folders of pushes in progress (`.incoming-*`) and other names are skipped,
+    as TF Serving skips them.
+    """
+    if not fileio.isdir(serving_model_dir):
+        return None
+    versions = [name.rstrip("/") for name in fileio.listdir(serving_model_dir)]
+    complete = [int(name) for name in versions
+                if name.isdigit() and fileio.exists(os.path.join(serving_model_dir, name, "saved_model.pb"))]
+    return str(max(complete)) if complete else None
+
+
+class LatestPushedModelExecutor(base_executor.BaseExecutor):
+    """Copies the latest pushed model into the output Model artifact."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        serving_model_dir = exec_properties[SERVING_MODEL_DIR_KEY]
+        model = artifact_utils.get_single_instance(output_dict[MODEL_KEY])
+        version = latest_pushed_version(serving_model_dir)
+        model.set_string_custom_property(PUSHED_VERSION_PROPERTY, version or "")
+        if version is None:
+            logging.info("No model pushed to %s yet: no baseline.", serving_model_dir)
+            return
+        source = os.path.join(serving_model_dir, version)
+        io_utils.copy_dir(source, path_utils.serving_model_dir(model.uri))
+        logging.info("Baseline: the latest pushed model, %s.", source)
+
+
+class LatestPushedModelSpec(types.ComponentSpec):
+    PARAMETERS = {SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str)}
+    INPUTS = {}
+    OUTPUTS = {MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
+
+
+class LatestPushedModel(base_component.BaseComponent):
+    """The latest model the Pusher wrote to `serving_model_dir` (empty if none)."""
+
+    SPEC_CLASS = LatestPushedModelSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(LatestPushedModelExecutor)
+
+    def __init__(self, serving_model_dir: str):
+        super().__init__(spec=LatestPushedModelSpec(
+            serving_model_dir=serving_model_dir,
+            model=types.Channel(type=standard_artifacts.Model)))
+
+
+def has_model(model: types.Artifact) -> bool:
+    return fileio.exists(path_utils.serving_model_dir(model.uri))
+
+
+class EvaluatorExecutor(evaluator_executor.Executor):
+    """TFX's Evaluator, for which a baseline Model artifact without a model is none."""
+
+    def Do(self, input_dict: Dict[str, List[types.Artifact]],
+           output_dict: Dict[str, List[types.Artifact]],
+           exec_properties: Dict[str, Any]) -> None:
+        key = standard_component_specs.BASELINE_MODEL_KEY
+        baseline = [model for model in input_dict.get(key, []) if has_model(model)]
+        if input_dict.get(key) and not baseline:
+            logging.info("The baseline artifact holds no model: evaluating without a "
+                         "baseline (change thresholds skipped).")
+        super().Do({**input_dict, key: baseline}, output_dict, exec_properties)
+
+
+class Evaluator(tfx.components.Evaluator):
+    """TFX's Evaluator, taking an empty baseline artifact as no baseline."""
+
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)
