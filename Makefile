@@ -16,10 +16,13 @@ RUNNER := pipeline/local_runner.py
 LOCAL_HOME ?= $(HOME)/tfx/local
 
 export TF_USE_LEGACY_KERAS := 1
-# Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_STEPS=5000
+# Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_EPOCHS=90
 export PIPELINE_NAME DATA_ROOT LOCAL_HOME
+# Values a user gives (PIPELINE_NAME, DATA_ROOT, RUN, COMPARE_WITH, CRON, ID...) reach
+# recipes as environment variables ("$$RUN"), never pasted into a shell command line,
+# where `RUN='x; id'` would run `id`. (Variables set on make's command line are exported.)
 
-.PHONY: pipeline register retrain history report test venv clean bench bench-model
+.PHONY: pipeline pipeline-run register retrain history report test venv clean bench bench-model bench-photos
 
 # The virtual environment, from the fully pinned lock. Re-created when the lock changes.
 # TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
@@ -33,14 +36,21 @@ $(VENV)/.installed: requirements.lock setup.py
 
 venv: $(VENV)/.installed
 
-# The whole pipeline on DATA_ROOT (default: the generated dataset), through the TFX CLI.
+# The whole pipeline on DATA_ROOT (default: the generated dataset), through the TFX CLI,
+# holding the pipeline root's lock until the run ends, the processes it starts included
+# (pipeline/run_lock.py): a second run exits at once, with status 75 and who holds it.
 # Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
 pipeline: export PYTHONWARNINGS := ignore::FutureWarning
 pipeline: venv
-	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
+	$(BIN)/python -m pipeline.run_lock "make pipeline" $(MAKE) --no-print-directory pipeline-run
+
+# The steps of `make pipeline`, run under its lock.
+pipeline-run: export PYTHONWARNINGS := ignore::FutureWarning
+pipeline-run: venv
+	if [ "$$DATA_ROOT" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
 	$(MAKE) --no-print-directory register
-	$(BIN)/tfx run create --engine=local --pipeline_name=$(PIPELINE_NAME)
+	$(BIN)/tfx run create --engine=local --pipeline_name="$$PIPELINE_NAME"
 	$(BIN)/cats-dogs-report > /dev/null
 	$(BIN)/python -m pipeline.summary
 
@@ -48,12 +58,12 @@ pipeline: venv
 # RUN=<run id or Evaluator output path>; COMPARE_WITH=<another run> puts two side by side.
 report: export PYTHONWARNINGS := ignore::FutureWarning
 report: venv
-	$(BIN)/cats-dogs-report $(RUN) $(if $(COMPARE_WITH),--compare-with $(COMPARE_WITH))
+	$(BIN)/cats-dogs-report $${RUN:+"$$RUN"} $${COMPARE_WITH:+--compare-with "$$COMPARE_WITH"}
 
 # Registers the pipeline with the TFX CLI, or updates it when it is already registered.
 register: export PYTHONWARNINGS := ignore::FutureWarning
 register: venv
-	if [ -f "$(LOCAL_HOME)/$(PIPELINE_NAME)/pipeline_args.json" ]; then \
+	if [ -f "$$LOCAL_HOME/$$PIPELINE_NAME/pipeline_args.json" ]; then \
 	  $(BIN)/tfx pipeline update --engine=local --pipeline_path=$(RUNNER); \
 	else \
 	  $(BIN)/tfx pipeline create --engine=local --pipeline_path=$(RUNNER); fi
@@ -80,6 +90,12 @@ clean:
 bench-model: export PYTHONWARNINGS := ignore::FutureWarning
 bench-model: venv
 	$(BIN)/python -m benchmarks.model_speed
+
+# Our pipeline against a plain Keras script on real photos: DATA_ROOT=<photos, Kaggle layout>.
+bench-photos: export PYTHONWARNINGS := ignore::FutureWarning
+bench-photos: venv
+	test "$$DATA_ROOT" != "$(DEFAULT_DATA_ROOT)" || { echo "Set DATA_ROOT to real photos." >&2; exit 1; }
+	$(BIN)/python -m benchmarks.real_photos --data-root "$$DATA_ROOT"
 
 # The input benchmark reads the Transform output of `make pipeline` (cached if current).
 bench: export PYTHONWARNINGS := ignore::FutureWarning
@@ -118,7 +134,7 @@ kubeflow-image: venv
 kubeflow-local: export PYTHONWARNINGS := ignore::FutureWarning
 kubeflow-local: export OUTPUT_DIR ?= outputs/kubeflow-local
 kubeflow-local: venv
-	if [ "$(DATA_ROOT)" = "$(DEFAULT_DATA_ROOT)" ]; then \
+	if [ "$$DATA_ROOT" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
 	$(BIN)/python -m kubeflow.contract_run
 
@@ -129,11 +145,11 @@ kubeflow-upload: venv
 kubeflow-run: venv
 	$(KUBEFLOW_SUBMIT) run
 kubeflow-schedule: venv
-	$(KUBEFLOW_SUBMIT) schedule --cron "$(CRON)"
+	$(KUBEFLOW_SUBMIT) schedule --cron "$${CRON-}"
 kubeflow-schedules: venv
 	$(KUBEFLOW_SUBMIT) schedules
 kubeflow-unschedule: venv
-	$(KUBEFLOW_SUBMIT) unschedule $(if $(ID),--id "$(ID)")
+	$(KUBEFLOW_SUBMIT) unschedule $${ID:+--id "$$ID"}
 
 # Kubeflow Pipelines' own backend compiler (kubeflow/argo/): the Argo Workflow KFP would run.
 # It needs the module github.com/kubeflow/pipelines (backend 2.4.0); where the Go module

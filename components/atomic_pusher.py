@@ -1,13 +1,26 @@
-"""A Pusher executor whose pushes appear whole or not at all.
+"""A Pusher executor whose pushes appear whole or not at all, under strictly increasing
+version numbers.
 
 TFX's own executor copies the model file by file into `<serving dir>/<version>/`, so an
 interrupted push leaves a partial version that a model server may try to load. This one
 copies into a hidden staging folder beside it, then renames that into place: on one
 filesystem the rename is atomic, and servers ignore names that are not version numbers.
+
+TF Serving serves the highest version, so each push takes a number above every version
+(and staging folder) already there: the current Unix time, or one more than the highest
+when the clock says less (a second push in the same second, a clock stepped back). Pushes
+to one local serving directory (two pipelines, or `make pipeline` beside a cron `make
+retrain`) take turns under an flock on its `.push.lock`: the second waits for the first
+to land, and any staging folder found under the lock is the remains of a dead push. On
+object storage (gs://) there is no such lock: versions still rise past everything
+listed, but leftover staging folders are left where they are, since a live push's cannot
+be told from a dead one's.
 """
+import contextlib
+import fcntl
 import os
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 from absl import logging
 from tfx import types
@@ -18,10 +31,11 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
 STAGING_PREFIX = ".incoming-"
+LOCK_FILE_NAME = ".push.lock"
 
 
 class Executor(pusher_executor.Executor):
-    """Pushes a blessed model to `<base_directory>/<unix time>/`, atomically."""
+    """Pushes a blessed model to `<base_directory>/<next version>/`, atomically."""
 
     def Do(self, input_dict: Dict[str, List[types.Artifact]],
            output_dict: Dict[str, List[types.Artifact]],
@@ -37,14 +51,16 @@ class Executor(pusher_executor.Executor):
             exec_properties[standard_component_specs.PUSH_DESTINATION_KEY],
             pusher_pb2.PushDestination())
         base_directory = destination.filesystem.base_directory
-        version = str(int(time.time()))
-        serving_path = os.path.join(base_directory, version)
 
         fileio.makedirs(base_directory)
-        remove_interrupted_pushes(base_directory)
-        staging_path = os.path.join(base_directory, STAGING_PREFIX + version)
-        io_utils.copy_dir(model_path, staging_path)
-        fileio.rename(staging_path, serving_path)
+        with push_lock(base_directory) as locked:
+            if locked:
+                remove_interrupted_pushes(base_directory)
+            version = str(next_version(base_directory))
+            serving_path = os.path.join(base_directory, version)
+            staging_path = os.path.join(base_directory, STAGING_PREFIX + version)
+            io_utils.copy_dir(model_path, staging_path)
+            fileio.rename(staging_path, serving_path)
         logging.info("Model written to serving path %s.", serving_path)
 
         io_utils.copy_dir(model_path, pushed_model.uri)  # the artifact's own archive copy
@@ -52,7 +68,27 @@ class Executor(pusher_executor.Executor):
                          pushed_version=version)
 
 
+@contextlib.contextmanager
+def push_lock(base_directory: str) -> Iterator[bool]:
+    """Holds the serving directory's push lock (waiting for it); yields whether there is
+    one: local directories only."""
+    if "://" in base_directory:
+        yield False
+        return
+    with open(os.path.join(base_directory, LOCK_FILE_NAME), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield True
+
+
+def next_version(base_directory: str) -> int:
+    """Above every version and staging folder in the directory, and the time if later."""
+    taken = [int(number) for name in fileio.listdir(base_directory)
+             if (number := name.rstrip("/").removeprefix(STAGING_PREFIX)).isdigit()]
+    return max([int(time.time()), *(version + 1 for version in taken)])
+
+
 def remove_interrupted_pushes(base_directory: str) -> None:
+    """Staging folders left by pushes that died; call under the push lock only."""
     for name in fileio.listdir(base_directory):
         if name.rstrip("/").startswith(STAGING_PREFIX):
             logging.info("Removing the remains of an interrupted push: %s", name)

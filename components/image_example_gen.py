@@ -61,7 +61,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from components.image_examples import OUTCOMES_TAG, ImageToExampleDoFn
-from components.image_files import is_ignored
+from components.image_files import ignore_reason, is_ignored
+from pipeline.config import GLOB_CHARACTERS
 
 REPORT_FILE_NAME = "ingestion_report.json"
 TRAIN_SPLIT_FOLDER = "training_set"
@@ -71,7 +72,10 @@ SPAN_FOLDER_PATTERN = "span-{SPAN}"
 CLASS_NAMES_CONFIG_KEY = "class_names"
 MAX_IMAGE_PIXELS_CONFIG_KEY = "max_image_pixels"
 MAX_REJECTED_FRACTION_CONFIG_KEY = "max_rejected_fraction"
+MAX_FILE_BYTES_CONFIG_KEY = "max_file_bytes"
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # larger than any photo; decoding it would take 150 MB
+# Larger than any photo's file (a 50-megapixel JPEG is ~25 MB); each file is read whole.
+DEFAULT_MAX_FILE_BYTES = 64 * 2 ** 20
 DEFAULT_MAX_REJECTED_FRACTION = 0.05
 
 # Split patterns must be "<split folder>/*/*": one level of class folders, then files.
@@ -102,6 +106,7 @@ def make_custom_config(
     class_names: Sequence[str] = (),
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
 ) -> example_gen_pb2.CustomConfig:
     """Packs the settings (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
     struct = struct_pb2.Struct()
@@ -109,6 +114,7 @@ def make_custom_config(
         CLASS_NAMES_CONFIG_KEY: list(class_names),
         MAX_IMAGE_PIXELS_CONFIG_KEY: max_image_pixels,
         MAX_REJECTED_FRACTION_CONFIG_KEY: max_rejected_fraction,
+        MAX_FILE_BYTES_CONFIG_KEY: max_file_bytes,
     })
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(struct)
@@ -152,6 +158,17 @@ def _check_class_names(class_names: Sequence[str]) -> List[str]:
     return names
 
 
+def _check_no_glob(input_base: str) -> None:
+    """The data root is joined into file patterns: a wildcard in it would match other
+    files, or none (Beam's glob finds nothing under `/data/cats[1]`)."""
+    wildcards = sorted(set(GLOB_CHARACTERS) & set(input_base))
+    if wildcards:
+        raise ValueError(
+            f"Data root {input_base} contains {' '.join(wildcards)}, which file pattern "
+            "matching reads as wildcards: rename the folder, or link to it from a path "
+            f"without any of {' '.join(GLOB_CHARACTERS)}.")
+
+
 def split_folder_from_pattern(pattern: str) -> str:
     """"training_set/*/*" -> "training_set"."""
     if not pattern.endswith(_PATTERN_SUFFIX) or len(pattern) == len(_PATTERN_SUFFIX):
@@ -159,7 +176,7 @@ def split_folder_from_pattern(pattern: str) -> str:
             f"ImageExampleGen split patterns must look like '<split folder>/*/*', got {pattern!r}"
         )
     folder = pattern[: -len(_PATTERN_SUFFIX)]
-    if any(ch in folder for ch in "*?["):
+    if any(ch in folder for ch in GLOB_CHARACTERS):
         raise ValueError(f"ImageExampleGen split folder must not contain a glob: {pattern!r}")
     return folder
 
@@ -180,8 +197,9 @@ def scan_layout(
     """Validates the folder layout; returns {split name: {class name: number of files}}.
 
     Cheap: lists folders, reads no file. Raises ValueError naming the offending path.
-    Hidden and system files (see image_files.is_ignored) are ignored. With `class_names`,
-    other folders are ignored too; without, every folder is a class.
+    Hidden and system files and files that are not regular files (see
+    image_files.ignore_reason) are ignored. With `class_names`, other folders are ignored
+    too; without, every folder is a class.
     """
     class_names = list(class_names)
     counts: Dict[str, Dict[str, int]] = {}
@@ -211,7 +229,8 @@ def scan_layout(
         counts[split_name] = {}
         for name in class_names or found:
             class_dir = os.path.join(split_dir, name)
-            n_files = sum(not is_ignored(file) for file in tf.io.gfile.listdir(class_dir))
+            n_files = sum(ignore_reason(os.path.join(class_dir, file.rstrip("/"))) is None
+                          for file in tf.io.gfile.listdir(class_dir))
             if n_files == 0:
                 raise ValueError(f"Empty class folder: {class_dir}")
             counts[split_name][name] = n_files
@@ -255,7 +274,8 @@ def _ImageToExample(  # pylint: disable=invalid-name
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
         >> beam.ParDo(ImageToExampleDoFn(runtime["class_names"], input_base,
-                                         runtime["max_image_pixels"])).with_outputs(
+                                         runtime["max_image_pixels"],
+                                         runtime["max_file_bytes"])).with_outputs(
             OUTCOMES_TAG, main="examples")
     )
     _ = results[OUTCOMES_TAG] | "WriteOutcomes" >> beam.io.WriteToText(
@@ -375,6 +395,7 @@ class Executor(BaseExampleGenExecutor):
         split_folders = {s.name: split_folder_from_pattern(s.pattern) for s in input_config.splits}
 
         # Layout errors fail here, before any Beam work.
+        _check_no_glob(input_base)
         expected_counts = scan_layout(input_base, split_folders, configured)
         class_names = configured or sorted(next(iter(expected_counts.values())))
 
@@ -394,40 +415,47 @@ class Executor(BaseExampleGenExecutor):
                 "class_names": class_names,
                 "max_image_pixels": int(
                     settings.get(MAX_IMAGE_PIXELS_CONFIG_KEY, DEFAULT_MAX_IMAGE_PIXELS)),
+                "max_file_bytes": int(
+                    settings.get(MAX_FILE_BYTES_CONFIG_KEY, DEFAULT_MAX_FILE_BYTES)),
                 "outcomes": {s.pattern: outcome_prefixes[s.name] for s in input_config.splits},
             }
         )
 
-        self._write_examples(input_config, output_dict, exec_properties)
+        # The outcome files are scratch: removed whether ingestion succeeds or fails.
+        try:
+            self._write_examples(input_config, output_dict, exec_properties)
 
-        report = {"input_base": input_base, "class_names": class_names, "splits": {}}
-        for split in input_config.splits:
-            split_report = build_split_report(
-                split_folders[split.name], class_names, _read_outcomes(outcome_prefixes[split.name])
-            )
-            seen = {name: c["seen"] - c["ignored"] for name, c in split_report["classes"].items()}
-            if seen != expected_counts[split.name]:
-                raise RuntimeError(
-                    f"Files under {os.path.join(input_base, split_folders[split.name])} changed "
-                    f"during ingestion: listed {expected_counts[split.name]}, processed {seen}"
+            report = {"input_base": input_base, "class_names": class_names, "splits": {}}
+            for split in input_config.splits:
+                split_report = build_split_report(split_folders[split.name], class_names,
+                                                  _read_outcomes(outcome_prefixes[split.name]))
+                seen = {name: c["seen"] - c["ignored"]
+                        for name, c in split_report["classes"].items()}
+                if seen != expected_counts[split.name]:
+                    raise RuntimeError(
+                        f"Files under {os.path.join(input_base, split_folders[split.name])} "
+                        f"changed during ingestion: listed {expected_counts[split.name]}, "
+                        f"processed {seen}")
+                report["splits"][split.name] = split_report
+                logging.info(
+                    "ImageExampleGen split %r (%s): seen %d, written %d, rejected %d, "
+                    "ignored %d; %s",
+                    split.name,
+                    split_folders[split.name],
+                    split_report["seen"],
+                    split_report["written"],
+                    split_report["rejected"],
+                    split_report["ignored"],
+                    ", ".join(
+                        f"{name} {c['written']}/{c['seen']}"
+                        for name, c in split_report["classes"].items()
+                    ),
                 )
-            report["splits"][split.name] = split_report
-            logging.info(
-                "ImageExampleGen split %r (%s): seen %d, written %d, rejected %d, ignored %d; %s",
-                split.name,
-                split_folders[split.name],
-                split_report["seen"],
-                split_report["written"],
-                split_report["rejected"],
-                split_report["ignored"],
-                ", ".join(
-                    f"{name} {c['written']}/{c['seen']}"
-                    for name, c in split_report["classes"].items()
-                ),
-            )
-        with tf.io.gfile.GFile(os.path.join(examples_uri, REPORT_FILE_NAME), "w") as f:
-            f.write(json.dumps(report, indent=2, sort_keys=True))
-        tf.io.gfile.rmtree(tmp_dir)
+            with tf.io.gfile.GFile(os.path.join(examples_uri, REPORT_FILE_NAME), "w") as f:
+                f.write(json.dumps(report, indent=2, sort_keys=True))
+        finally:
+            if tf.io.gfile.exists(tmp_dir):
+                tf.io.gfile.rmtree(tmp_dir)
         check_rejected_fraction(report, float(
             settings.get(MAX_REJECTED_FRACTION_CONFIG_KEY, DEFAULT_MAX_REJECTED_FRACTION)))
 
@@ -446,6 +474,7 @@ class ImageExampleGen(FileBasedExampleGen):
         class_names: Sequence[str] = (),
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         input_config: Optional[Union[example_gen_pb2.Input, data_types.RuntimeParameter]] = None,
         output_config: Optional[Union[example_gen_pb2.Output, data_types.RuntimeParameter]] = None,
     ):
@@ -456,6 +485,7 @@ class ImageExampleGen(FileBasedExampleGen):
             other folders are ignored. Empty: every folder is a class, in sorted order.
           max_image_pixels: files whose header claims more pixels are rejected undecoded.
           max_rejected_fraction: the run fails when a split rejects a larger fraction.
+          max_file_bytes: larger files are rejected unread.
           input_config: splits as `<split folder>/*/*` patterns; default
             train=`training_set/*/*`, eval=`test_set/*/*`.
           output_config: optional; by default the output splits are the input splits.
@@ -469,5 +499,6 @@ class ImageExampleGen(FileBasedExampleGen):
             input_config=input_config,
             output_config=output_config,
             custom_config=make_custom_config(
-                _check_class_names(class_names), max_image_pixels, max_rejected_fraction),
+                _check_class_names(class_names), max_image_pixels, max_rejected_fraction,
+                max_file_bytes),
         )

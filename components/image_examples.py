@@ -10,7 +10,8 @@ from typing import Sequence
 import apache_beam as beam
 import tensorflow as tf
 
-from components.image_files import ImageFile, RejectedFile, describe_error, is_ignored, read_image
+from components.image_files import (
+    ImageFile, RejectedFile, describe_error, ignore_reason, read_image)
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -68,10 +69,12 @@ class ImageToExampleDoFn(beam.DoFn):
     output). Serialized here, in the worker that built it, so that writing needs no
     other step."""
 
-    def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int):
+    def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int,
+                 max_file_bytes: int):
         self._class_index = {name: i for i, name in enumerate(class_names)}
         self._data_root = data_root
         self._max_image_pixels = max_image_pixels
+        self._max_file_bytes = max_file_bytes
 
     def process(self, path: str):
         parts = path.rstrip("/").split("/")
@@ -79,11 +82,12 @@ class ImageToExampleDoFn(beam.DoFn):
         outcome = {"file": rel, "class": class_name, "outcome": "ignored"}
         if class_name not in self._class_index:
             outcome["reason"] = "not in a class folder"
-        elif is_ignored(parts[-1]):
-            outcome["reason"] = "hidden or system file"
+        elif reason := ignore_reason(path):
+            outcome["reason"] = reason
         else:
             try:
-                image = read_image(path, self._data_root, self._max_image_pixels)
+                image = read_image(path, self._data_root, self._max_image_pixels,
+                                   self._max_file_bytes)
             except (RejectedFile, OSError, tf.errors.OpError) as error:
                 outcome.update(outcome="rejected", reason=describe_error(error))
             else:

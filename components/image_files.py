@@ -1,20 +1,23 @@
 """What ingestion accepts as an image file, and why it rejects or ignores the others.
 
 The decoder that decides is the one Transform uses later (`tf.io.decode_image`: JPEG,
-PNG, GIF, BMP), so a file that ingestion writes always transforms.
+PNG, GIF, BMP), so a file that ingestion writes always transforms. Headers are read, and
+photos turned upright, by models/image_header.py, as the serving signature does.
 """
 import dataclasses
-import io
 import os
 import re
-import warnings
+import stat
 
 import tensorflow as tf
-from PIL import Image, ImageOps
+
+from models import image_header
 
 # Files that operating systems and photo tools leave in folders: never images.
 _SYSTEM_FILE_NAMES = frozenset({"Thumbs.db", "desktop.ini", "Icon\r"})
-_EXIF_ORIENTATION_TAG = 0x0112
+_FILE_TYPES = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)",
+               stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
+               stat.S_ISBLK: "a block device"}
 
 
 class RejectedFile(Exception):
@@ -33,19 +36,63 @@ def is_ignored(file_name: str) -> bool:
     return file_name.startswith(".") or file_name in _SYSTEM_FILE_NAMES
 
 
-def read_image(path: str, data_root: str, max_image_pixels: int) -> ImageFile:
+def ignore_reason(path: str) -> str | None:
+    """Why the file at `path` is not an image to ingest, or None if it may be one: a
+    hidden or system file, or anything but a regular file (reading a named pipe waits
+    forever, a device never ends)."""
+    if is_ignored(os.path.basename(path.rstrip("/"))):
+        return "hidden or system file"
+    if "://" in path:  # object storage holds regular files only
+        return None
+    try:
+        mode = os.stat(path).st_mode  # a link is judged by what it leads to
+    except OSError:
+        return None  # reading it will say what is wrong
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((kind for is_kind, kind in _FILE_TYPES.items() if is_kind(mode)), "special")
+    return f"not a regular file: {kind}"
+
+
+def read_image(path: str, data_root: str, max_image_pixels: int,
+               max_file_bytes: int) -> ImageFile:
     """The image at `path`, checked and decoded; raises RejectedFile with the reason."""
     _check_inside(path, data_root)
     with tf.io.gfile.GFile(path, "rb") as file:
-        data = file.read()
+        data = file.read(max_file_bytes + 1)  # never more than the limit into memory
+    if len(data) > max_file_bytes:
+        raise RejectedFile(f"{tf.io.gfile.stat(path).length} bytes, above "
+                           f"max_file_bytes={max_file_bytes}: not read")
     if not data:
         raise RejectedFile("empty file (0 bytes)")
-    data = _upright(data, max_image_pixels)
     try:
+        format_index, size = _read_header(data)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
+        raise RejectedFile(image_header.ERROR_HEADER) from None
+    if int(format_index) < 0:
+        raise RejectedFile(image_header.ERROR_FORMAT)
+    width, height, frames = size.numpy()
+    pixels = int(width) * int(height) * int(frames)
+    if pixels > max_image_pixels:
+        of_frames = f" x {frames} frames" if frames > 1 else ""
+        raise RejectedFile(f"claims {width}x{height}{of_frames} = {pixels} pixels, above "
+                           f"max_image_pixels={max_image_pixels}: not decoded")
+    try:
+        if image_header.may_have_exif(data):
+            data = image_header.upright(data).numpy()
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise RejectedFile(f"not decodable: {describe_error(error)}") from None
     return ImageFile(data=data, height=int(image.shape[0]), width=int(image.shape[1]))
+
+
+@tf.function(input_signature=[tf.TensorSpec([], tf.string)])
+def _read_header(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(format index, [width, height, frames]) in one graph call; the size is zeros for
+    an unknown format, and the call fails when a known format's header is unreadable."""
+    format_index = image_header.format_index(data)
+    return format_index, tf.cond(format_index >= 0, lambda: image_header.decoded_size(data),
+                                 lambda: tf.zeros([3], tf.int64))
 
 
 def _check_inside(path: str, data_root: str) -> None:
@@ -55,32 +102,6 @@ def _check_inside(path: str, data_root: str) -> None:
     real_root = os.path.realpath(data_root)
     if os.path.commonpath([os.path.realpath(path), real_root]) != real_root:
         raise RejectedFile(f"symbolic link to {os.path.realpath(path)}, outside the data root")
-
-
-def _upright(data: bytes, max_image_pixels: int) -> bytes:
-    """Checks the size the header claims before anything is decoded, then applies EXIF
-    orientation (re-encoded losslessly as PNG) so that models see photos upright."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))  # reads the header only
-    except Image.DecompressionBombError as error:  # Pillow's own, larger limit
-        raise RejectedFile(f"{error} Above max_image_pixels={max_image_pixels}: "
-                           "not decoded") from None
-    except Exception:  # noqa: BLE001 - Pillow can't parse it; TF's decoder has the last word
-        return data
-    width, height = image.size
-    if width * height > max_image_pixels:
-        raise RejectedFile(f"claims {width}x{height} = {width * height} pixels, above "
-                           f"max_image_pixels={max_image_pixels}: not decoded")
-    if image.getexif().get(_EXIF_ORIENTATION_TAG, 1) == 1:
-        return data
-    buffer = io.BytesIO()
-    try:
-        ImageOps.exif_transpose(image).save(buffer, format="PNG")
-    except Exception:  # noqa: BLE001 - e.g. truncated pixel data: TF's decoder will say
-        return data
-    return buffer.getvalue()
 
 
 def describe_error(error: Exception) -> str:

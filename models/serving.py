@@ -1,71 +1,25 @@
 """The exported SavedModel: the TFT graph, then the ResNet, under two signatures.
 
-`serving_default` takes what clients send, raw image bytes, and must survive anything a
-client sends. A decode error inside a batch would fail the whole batch, and a header
-claiming billions of pixels would make the decoder allocate them, so each input is checked
-first, on its own: its format by its magic bytes, its pixel count by its header, then a
-trial decode. Inputs that pass go through the transform and the model; every other one gets
-an `error` saying why, and no prediction. One bad item never costs the others theirs.
+Both signatures are served (TF Serving exposes every signature of the model), so both
+must survive anything a client sends. A decode error inside a batch would fail the whole
+batch, and a header claiming billions of pixels would make the decoder allocate them, so
+each input is checked first, on its own: for `serving_tf_example`, that it is a
+tf.Example with one image; then the image's format by its magic bytes, its pixel count by
+its header, and a trial decode. Inputs that pass are turned upright by their EXIF
+orientation, as ingestion stores photos, and go through the transform and the model;
+every other one gets an `error` saying why, and no prediction. One bad item never costs
+the others theirs.
 """
 import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from models import features, preprocessing
-
-# Magic bytes of the formats tf.io.decode_image reads, in _HEADER_SIZE's order.
-_MAGIC_BYTES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"GIF8", b"BM")
+from models import features, image_header, preprocessing
+from models.image_header import ERROR_FORMAT, ERROR_HEADER
 
 ERROR_EMPTY = "empty input"
-ERROR_FORMAT = "not a JPEG, PNG, GIF or BMP image"
-ERROR_HEADER = "unreadable image header"
 ERROR_DECODE = "corrupt or truncated image data"
-
-
-def _unsigned(image_bytes: tf.Tensor, offset: int, length: int, big_endian: bool) -> tf.Tensor:
-    """The unsigned integer at bytes [offset, offset + length) of a header, as int64."""
-    digits = tf.cast(tf.io.decode_raw(tf.strings.substr(image_bytes, offset, length), tf.uint8),
-                     tf.int64)
-    weights = tf.constant([256 ** i for i in range(length)], tf.int64)
-    if big_endian:
-        weights = tf.reverse(weights, [0])
-    # Fails (and so rejects the input) when the header is shorter than the field.
-    return tf.reduce_sum(tf.reshape(digits, [length]) * weights)
-
-
-def _signed_32(value: tf.Tensor) -> tf.Tensor:
-    return tf.where(value >= 2 ** 31, value - 2 ** 32, value)
-
-
-# Each reads (width, height) from a header of its format.
-def _jpeg_size(image_bytes):
-    height_width = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)[:2]
-    return tf.reverse(height_width, [0])
-
-
-def _png_size(image_bytes):  # IHDR: big-endian uint32s
-    return tf.stack([_unsigned(image_bytes, 16, 4, True), _unsigned(image_bytes, 20, 4, True)])
-
-
-def _gif_size(image_bytes):  # logical screen: little-endian uint16s
-    return tf.stack([_unsigned(image_bytes, 6, 2, False), _unsigned(image_bytes, 8, 2, False)])
-
-
-def _bmp_size(image_bytes):  # DIB header: int32s, a negative height meaning top-down rows
-    return tf.abs(tf.stack([_signed_32(_unsigned(image_bytes, 18, 4, False)),
-                            _signed_32(_unsigned(image_bytes, 22, 4, False))]))
-
-
-_HEADER_SIZE = (_jpeg_size, _png_size, _gif_size, _bmp_size)
-
-
-def _format_index(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Per input: the index of its format in _MAGIC_BYTES, or -1 if none matches."""
-    index = tf.fill(tf.shape(image_bytes), -1)
-    for i, magic in reversed(list(enumerate(_MAGIC_BYTES))):
-        matches = tf.strings.substr(image_bytes, 0, len(magic)) == magic
-        index = tf.where(matches, i, index)
-    return index
+ERROR_EXAMPLE = f"not a serialized tf.Example with one {features.IMAGE_KEY} value"
 
 
 def _indices_that_pass(indices: tf.Tensor, check) -> tuple[tf.Tensor, tf.Tensor]:
@@ -86,14 +40,14 @@ def _indices_that_pass(indices: tf.Tensor, check) -> tuple[tf.Tensor, tf.Tensor]
 def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int) -> tf.Tensor:
     """Per input: why it cannot be served, or "" when it can."""
     count = tf.size(image_bytes, tf.int64)
-    format_index = _format_index(image_bytes)
-    known_format = tf.where(format_index >= 0)[:, 0]
-    read, sizes = _indices_that_pass(known_format, lambda i: tf.switch_case(
-        format_index[i], [lambda f=f: f(image_bytes[i]) for f in _HEADER_SIZE]))
+    format_index = image_header.format_index(image_bytes)
+    read, sizes_read = _indices_that_pass(tf.where(format_index >= 0)[:, 0],
+                                          lambda i: image_header.decoded_size(image_bytes[i]))
     header_read = tf.scatter_nd(read[:, None], tf.ones_like(read, tf.bool), [count])
-    width_height = tf.scatter_nd(read[:, None], sizes, [count, 2])
-    # Capped per side so that the product cannot overflow int64.
-    pixel_count = tf.reduce_prod(tf.minimum(width_height, 2 ** 31), axis=1)
+    sizes = tf.scatter_nd(read[:, None], sizes_read, [count, 3])
+    width, height, frames = tf.unstack(sizes, axis=1)
+    # In float64: exact up to 2**53, and no int64 overflow beyond.
+    pixel_count = tf.reduce_prod(tf.cast(sizes, tf.float64), axis=1)
     within_limit = header_read & (pixel_count <= max_image_pixels)
     # The decoded height, not a static-shaped result: one the graph optimiser could fold
     # away without decoding.
@@ -101,15 +55,27 @@ def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int) -> tf.Tensor:
         preprocessing.decode(image_bytes[i]), tf.int64)[0])
     decodes = tf.scatter_nd(decoded[:, None], tf.ones_like(decoded, tf.bool), [count])
 
+    of_frames = tf.where(frames > 1, tf.strings.join([" x ", tf.strings.as_string(frames),
+                                                      " frames"]), "")
     too_large = tf.strings.join([
-        "header claims ", tf.strings.as_string(width_height[:, 0]), "x",
-        tf.strings.as_string(width_height[:, 1]),
-        f" pixels, above the limit of {max_image_pixels}: not decoded"])
+        "header claims ", tf.strings.as_string(width), "x", tf.strings.as_string(height),
+        " pixels", of_frames, f", above the limit of {max_image_pixels}: not decoded"])
     error = tf.where(decodes, "", ERROR_DECODE)
     error = tf.where(within_limit, error, too_large)
     error = tf.where(header_read, error, ERROR_HEADER)
     error = tf.where(format_index >= 0, error, ERROR_FORMAT)
     return tf.where(tf.strings.length(image_bytes) > 0, error, ERROR_EMPTY)
+
+
+def parse_images(serialized_examples: tf.Tensor, image_spec) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per input: (its image bytes, "" or ERROR_EXAMPLE), each example parsed on its own."""
+    count = tf.size(serialized_examples, tf.int64)
+    parsed, images = _indices_that_pass(tf.range(count), lambda i: tf.reshape(
+        tf.io.parse_single_example(serialized_examples[i], {features.IMAGE_KEY: image_spec})[
+            features.IMAGE_KEY], []))
+    image_bytes = tf.tensor_scatter_nd_update(tf.fill([count], ""), parsed[:, None], images)
+    is_parsed = tf.scatter_nd(parsed[:, None], tf.ones_like(parsed, tf.bool), [count])
+    return image_bytes, tf.where(is_parsed, "", ERROR_EXAMPLE)
 
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
@@ -131,17 +97,13 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
             features.PREDICTED_LABEL_KEY: tf.gather(class_name_table, class_ids),
         }
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
-    def serve_tf_examples(serialized_examples):
-        return predict(tf.io.parse_example(serialized_examples, {features.IMAGE_KEY: image_spec}))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
-    def serve_image_bytes(image_bytes):
-        error = check_inputs(image_bytes, max_image_pixels)
+    def predict_servable(image_bytes, error):
+        """Predictions for the inputs without an error; the others get none."""
         servable = tf.where(error == "")
+        upright = tf.map_fn(image_header.upright, tf.gather_nd(image_bytes, servable),
+                            fn_output_signature=tf.string)
         # Shaped like the parsed feature: one value per example.
-        predicted = predict({features.IMAGE_KEY: tf.reshape(tf.gather_nd(image_bytes, servable),
-                                                            [-1, 1])})
+        predicted = predict({features.IMAGE_KEY: tf.reshape(upright, [-1, 1])})
         # Inputs without a prediction: probabilities NaN, class id -1, label "".
         no_prediction = {features.PROBABILITIES_KEY: np.nan,
                          features.POSITIVE_PROBABILITY_KEY: np.nan,
@@ -153,6 +115,16 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
             outputs[key] = tf.tensor_scatter_nd_update(filler, servable, values)
         outputs[features.ERROR_KEY] = error
         return outputs
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve_tf_examples(serialized_examples):
+        image_bytes, error = parse_images(serialized_examples, image_spec)
+        return predict_servable(image_bytes, tf.where(
+            error == "", check_inputs(image_bytes, max_image_pixels), error))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    def serve_image_bytes(image_bytes):
+        return predict_servable(image_bytes, check_inputs(image_bytes, max_image_pixels))
 
     model.save(export_dir, save_format="tf", signatures={
         features.IMAGE_BYTES_SIGNATURE: serve_image_bytes,

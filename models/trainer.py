@@ -5,6 +5,7 @@ TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config` (buil
 """
 import hashlib
 import json
+import math
 import os
 from typing import Any, Mapping, Optional
 
@@ -19,13 +20,23 @@ from models import features, resnet, serving
 # Beside the Model artifact's Format-Serving/: the weights and the architecture they fit,
 # for the next run's warm start. The Pusher copies only Format-Serving/.
 TRAINING_STATE_DIR = "training_state"
+# Beside the Trainer's outputs: a training's last epoch, kept until it completes (a folder
+# per set of inputs, so that a rerun after a crash resumes).
+TRAINING_BACKUPS_DIR = ".training_backup"
 # The settings that fix the shapes of the weights.
 ARCHITECTURE_KEYS = ("resnet_depth", "width_multiplier", "image_size_px", "class_names")
 
-# Augmentation: a random crop keeping 80-100% of each side, resized back, plus a
-# horizontal flip. Light on purpose: the Kaggle photos are centred, and a short CPU run
-# cannot afford to learn invariances the eval split never asks for.
-_MIN_CROP_FRACTION = 0.8
+# Augmentation for photos: a random crop of 25-100% of the area with an aspect ratio in
+# [3/4, 4/3], resized back (the paper's "scale augmentation"), a horizontal flip, and a
+# small brightness and contrast jitter. A few thousand photos are memorised within ~15
+# epochs without it (train accuracy 0.97, eval 0.76).
+_CROP_AREA_RANGE = (0.25, 1.0)
+_CROP_ASPECT_RANGE = (3 / 4, 4 / 3)
+# In units of the normalised pixels (one standard deviation of the training split).
+_BRIGHTNESS_JITTER = 0.2
+_CONTRAST_JITTER = 0.2
+# Eval accuracy is measured over the whole eval split about this many times a run.
+_EVALUATIONS_PER_RUN = 10
 
 
 def distribution_strategy(custom_config: Optional[Mapping[str, Any]] = None
@@ -44,14 +55,23 @@ def distribution_strategy(custom_config: Optional[Mapping[str, Any]] = None
 
 
 def augment(images: tf.Tensor) -> tf.Tensor:
-    """A random crop and flip per image of a [batch, h, w, 3] batch."""
+    """A random resized crop, flip and brightness/contrast jitter per image of a
+    [batch, h, w, 3] batch of normalised images."""
     batch = tf.shape(images)[0]
     size = tf.shape(images)[1:3]
-    crop = tf.random.uniform([batch, 1], _MIN_CROP_FRACTION, 1.0)
-    top_left = tf.random.uniform([batch, 2]) * (1.0 - crop)
-    boxes = tf.concat([top_left, top_left + crop], axis=1)  # [y1, x1, y2, x2], normalised
+    area = tf.random.uniform([batch, 1], *_CROP_AREA_RANGE)
+    log_aspect = tf.random.uniform([batch, 1], *[math.log(r) for r in _CROP_ASPECT_RANGE])
+    aspect = tf.exp(log_aspect)  # width / height
+    height = tf.minimum(tf.sqrt(area / aspect), 1.0)
+    width = tf.minimum(tf.sqrt(area * aspect), 1.0)
+    top_left = tf.random.uniform([batch, 2]) * (1.0 - tf.concat([height, width], axis=1))
+    boxes = tf.concat([top_left, top_left + tf.concat([height, width], axis=1)], axis=1)
     cropped = tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
-    return tf.image.random_flip_left_right(cropped)
+    flipped = tf.image.random_flip_left_right(cropped)
+    brightness = tf.random.uniform([batch, 1, 1, 1], -_BRIGHTNESS_JITTER, _BRIGHTNESS_JITTER)
+    contrast = tf.random.uniform([batch, 1, 1, 1], 1 - _CONTRAST_JITTER, 1 + _CONTRAST_JITTER)
+    mean = tf.reduce_mean(flipped, axis=[1, 2, 3], keepdims=True)
+    return (flipped - mean) * contrast + mean + brightness
 
 
 def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
@@ -98,15 +118,16 @@ def build_model(config: Mapping[str, Any]) -> tf.keras.Model:
     )
 
 
-def build_and_compile_model(config: dict[str, Any], train_steps: int) -> tf.keras.Model:
+def build_and_compile_model(config: Mapping[str, Any], train_steps: int) -> tf.keras.Model:
     """The ResNet with its optimizer; call inside the strategy's scope."""
     return compile_model(build_model(config), config, train_steps)
 
 
-def compile_model(model: tf.keras.Model, config: dict[str, Any],
+def compile_model(model: tf.keras.Model, config: Mapping[str, Any],
                   train_steps: int) -> tf.keras.Model:
-    """AdamW with linear warm-up then cosine decay; the train step XLA-compiled if set."""
-    warmup_steps = config["warmup_steps"]
+    """AdamW with linear warm-up then cosine decay to zero at train_steps; the train step
+    XLA-compiled if set."""
+    warmup_steps = min(config["warmup_steps"], train_steps - 1)
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
         decay_steps=train_steps - warmup_steps,
@@ -120,11 +141,44 @@ def compile_model(model: tf.keras.Model, config: dict[str, Any],
     # Under mixed_float16, compile() wraps the optimizer with dynamic loss scaling.
     model.compile(
         optimizer=optimizer,
-        loss=tf.keras.losses.SparseCategoricalCrossentropy(),
+        loss=SmoothedSparseCrossentropy(config["label_smoothing"]),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         jit_compile=switched_on(config["jit_compile"]),
     )
     return model
+
+
+class SmoothedSparseCrossentropy(tf.keras.losses.Loss):
+    """Cross-entropy against one-hot labels smoothed towards uniform (integer labels in).
+
+    Keras' sparse loss has no label smoothing; smoothing keeps a from-scratch model from
+    driving its logits to extremes on a few thousand photos.
+    """
+
+    def __init__(self, label_smoothing: float, name: str = "smoothed_crossentropy"):
+        super().__init__(name=name)
+        self.label_smoothing = label_smoothing
+
+    def call(self, labels, probabilities):
+        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32),
+                             tf.shape(probabilities)[-1])
+        return tf.keras.losses.categorical_crossentropy(
+            one_hot, probabilities, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+class StopAtStep(tf.keras.callbacks.Callback):
+    """Ends training after exactly `steps` optimizer steps, mid-epoch if need be."""
+
+    def __init__(self, steps: int):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
+            self.model.stop_training = True
 
 
 class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
@@ -132,10 +186,13 @@ class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if "val_accuracy" not in logs:  # not an evaluated epoch (validation_freq)
+            logging.info("Epoch %d: train accuracy %.3f (train loss %.3f)", epoch + 1,
+                         logs.get("accuracy", float("nan")), logs.get("loss", float("nan")))
+            return
         logging.info(
             "Epoch %d: train accuracy %.3f, eval accuracy %.3f (train loss %.3f, eval loss %.3f)",
-            epoch + 1, logs.get("accuracy", float("nan")), logs.get("val_accuracy", float("nan")),
-            logs.get("loss", float("nan")), logs.get("val_loss", float("nan")))
+            epoch + 1, logs["accuracy"], logs["val_accuracy"], logs["loss"], logs["val_loss"])
 
 
 def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,8 +244,24 @@ def backup_dir(fn_args: tfx.components.FnArgs) -> str:
                          fn_args.train_steps, fn_args.base_model, fn_args.custom_config],
                         sort_keys=True)
     trainer_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir))
-    return os.path.join(trainer_dir, ".training_backup",
+    return os.path.join(trainer_dir, TRAINING_BACKUPS_DIR,
                         hashlib.sha256(inputs.encode()).hexdigest()[:16])
+
+
+def count_examples(file_pattern: list[str]) -> int:
+    """Records in gzipped TFRecord files (a read, no parsing)."""
+    files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
+        path for pattern in file_pattern for path in tf.io.gfile.glob(pattern)]
+    dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
+
+
+def training_length(num_examples: int, global_batch_size: int, train_epochs: int,
+                    train_steps: Optional[int]) -> tuple[int, int]:
+    """(steps per epoch, total steps): epochs over the training split, unless a step
+    budget is given (TrainArgs.num_steps), which is then trained exactly."""
+    steps_per_epoch = max(1, num_examples // global_batch_size)
+    return steps_per_epoch, train_steps or train_epochs * steps_per_epoch
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -197,15 +270,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = distribution_strategy(config)
     global_batch_size = config["batch_size_per_replica"] * strategy.num_replicas_in_sync
-    logging.info("Training on %d replica(s), global batch %d, %d steps.",
-                 strategy.num_replicas_in_sync, global_batch_size, fn_args.train_steps)
+    num_examples = count_examples(fn_args.train_files)
+    steps_per_epoch, train_steps = training_length(
+        num_examples, global_batch_size, config["train_epochs"], fn_args.train_steps)
+    epochs = math.ceil(train_steps / steps_per_epoch)
+    logging.info("Training on %d replica(s), global batch %d: %d steps (%d epochs of %d "
+                 "examples).", strategy.num_replicas_in_sync, global_batch_size, train_steps,
+                 epochs, num_examples)
 
     train_dataset = input_dataset(fn_args.train_files, fn_args.data_accessor,
                                   tf_transform_output, global_batch_size, training=True)
     eval_dataset = input_dataset(fn_args.eval_files, fn_args.data_accessor,
                                  tf_transform_output, global_batch_size, training=False)
     with strategy.scope():
-        model = build_and_compile_model(config, fn_args.train_steps)
+        model = build_and_compile_model(config, train_steps)
         warm_start(model, config, fn_args.base_model)
 
     backup = backup_dir(fn_args)
@@ -214,16 +292,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if checkpoint:
         logging.info("Resuming an interrupted training from its last checkpoint: %s",
                      checkpoint)
-    steps_per_epoch = min(config["steps_per_epoch"], fn_args.train_steps)
     model.fit(
         train_dataset,
-        epochs=fn_args.train_steps // steps_per_epoch,
+        epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=eval_dataset,
+        # The last epoch is always evaluated (Keras counts from 1).
+        validation_freq=[e for e in range(1, epochs + 1)
+                         if (epochs - e) % max(1, epochs // _EVALUATIONS_PER_RUN) == 0],
         callbacks=[
             # Saves each epoch, restores after a crash, and deletes its files when done.
             # First, so that the epoch is saved before it is logged.
             tf.keras.callbacks.BackupAndRestore(backup),
+            StopAtStep(train_steps),
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             TrainEvalAccuracyLog(),
         ],

@@ -12,6 +12,8 @@ from models import resnet
 # How the Trainer spreads over devices: one machine's GPUs, or several machines'.
 DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
 GPU_SPEEDUP_SETTINGS = ("auto", "on", "off")
+# What file pattern matching (TFX's, Beam's, TensorFlow's) reads as wildcards.
+GLOB_CHARACTERS = "*?["
 # The project's own package description: what a Beam worker needs besides Beam itself.
 SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
 # Where kubeflow/Dockerfile puts it in the image.
@@ -53,6 +55,9 @@ class PipelineConfig:
     # decoding (decompression bombs); a split rejecting a larger fraction fails the run.
     max_image_pixels: int = 50_000_000
     max_rejected_fraction: float = 0.05
+    # Ingestion reads each file whole into memory and into its tf.Example: a larger file
+    # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
+    max_file_bytes: int = 64 * 2 ** 20
 
     # Transform.
     image_size_px: int = 64
@@ -66,15 +71,18 @@ class PipelineConfig:
     bn_momentum: float = 0.9
 
     # Training. The global batch is per-replica batch x number of replicas.
-    batch_size_per_replica: int = 32
-    train_steps: int = 600
-    # Train and eval accuracy (over the whole eval split) are logged side by side this often.
-    steps_per_epoch: int = 100
+    batch_size_per_replica: int = 64
+    # Passes over the ingested training split: the run's length follows the data. (On
+    # Kubeflow, a run's train_args parameter may fix a step count instead.)
+    train_epochs: int = 60
     # Peak learning rate of AdamW, reached after a linear warm-up, then cosine decay to 0.
-    learning_rate: float = 2e-3
+    learning_rate: float = 4e-3
     warmup_steps: int = 50
     # Decoupled weight decay (AdamW), not applied to BatchNorm's scale and shift.
     weight_decay: float = 1e-4
+    # The targets' weight moved from the true class to uniform: a from-scratch model on a
+    # few thousand photos otherwise drives its logits to extremes.
+    label_smoothing: float = 0.1
 
     # Evaluation: the candidate is blessed only if it clears both thresholds.
     min_accuracy: float = 0.7
@@ -129,13 +137,22 @@ class PipelineConfig:
     trainer_memory_gib: float = 16.0
 
     def __post_init__(self) -> None:
-        _check(self.pipeline_name != "", "pipeline_name", "a non-empty name", self.pipeline_name)
+        # Joined into paths (pipeline root, metadata, lock): no "/", "..", or anything odd.
+        _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.pipeline_name) is not None,
+               "pipeline_name", "a name of letters, digits, '.', '_' and '-', starting with "
+               "a letter or digit", self.pipeline_name)
+        # Joined into file patterns (ingestion's, the Trainer's): a wildcard in them
+        # matches other files, or none.
+        for name in ("data_root", "output_dir"):
+            _check(not set(GLOB_CHARACTERS) & set(getattr(self, name)), name,
+                   f"a path without the wildcard characters {' '.join(GLOB_CHARACTERS)}",
+                   getattr(self, name))
         _check(len(self.class_names) == 2 and len(set(self.class_names)) == 2,
                "class_names", "exactly two distinct class folder names", self.class_names)
         _check(list(self.class_names) == sorted(self.class_names),
                "class_names", "names in sorted order (label = index)", self.class_names)
-        for name in ("image_size_px", "batch_size_per_replica", "train_steps",
-                     "steps_per_epoch", "max_image_pixels", "training_window_spans"):
+        for name in ("image_size_px", "batch_size_per_replica", "train_epochs",
+                     "max_image_pixels", "max_file_bytes", "training_window_spans"):
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                    name, "a positive integer", value)
@@ -146,8 +163,10 @@ class PipelineConfig:
         _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", "a number in (0, 1)",
                self.bn_momentum)
         _check(self.learning_rate > 0, "learning_rate", "a positive number", self.learning_rate)
-        _check(0 <= self.warmup_steps < self.train_steps, "warmup_steps",
-               "an integer in [0, train_steps)", self.warmup_steps)
+        _check(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps",
+               "an integer >= 0", self.warmup_steps)
+        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "a number in [0, 1)",
+               self.label_smoothing)
         _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
         _check(0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction",
                "a number in [0, 1]", self.max_rejected_fraction)
@@ -189,7 +208,7 @@ class PipelineConfig:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> PipelineConfig:
         """The defaults, each overridden by an environment variable of its upper-case name.
 
-        E.g. `make pipeline DATA_ROOT=/data/dogs-cats TRAIN_STEPS=5000 MIN_ACCURACY=0.9`.
+        E.g. `make pipeline DATA_ROOT=/data/dogs-cats TRAIN_EPOCHS=60 MIN_ACCURACY=0.9`.
         """
         values = {}
         for field in dataclasses.fields(cls):
@@ -259,7 +278,8 @@ class PipelineConfig:
             "bn_momentum": self.bn_momentum,
             "weight_decay": self.weight_decay,
             "batch_size_per_replica": self.batch_size_per_replica,
-            "steps_per_epoch": self.steps_per_epoch,
+            "train_epochs": self.train_epochs,
+            "label_smoothing": self.label_smoothing,
             "learning_rate": self.learning_rate,
             "warmup_steps": self.warmup_steps,
             "distribution_strategy": self.distribution_strategy,

@@ -88,7 +88,8 @@ def create_pipeline(
     """
     on_cluster = target != LOCAL
     input_base = config.input_base
-    train_args = tfx.proto.TrainArgs(num_steps=config.train_steps)
+    # No step count: the Trainer trains config.train_epochs over the data it is given.
+    train_args = tfx.proto.TrainArgs()
     if on_cluster:
         # Each run may set these (in the KFP UI, or `--param`); the config holds defaults.
         input_base = tfx.dsl.experimental.RuntimeParameter(
@@ -101,6 +102,7 @@ def create_pipeline(
         class_names=config.class_names,
         max_image_pixels=config.max_image_pixels,
         max_rejected_fraction=config.max_rejected_fraction,
+        max_file_bytes=config.max_file_bytes,
         input_config=default_input_config(in_spans=config.spans),
     )
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])

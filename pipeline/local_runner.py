@@ -3,21 +3,54 @@
     tfx pipeline create --engine=local --pipeline_path=pipeline/local_runner.py
     tfx run create --engine=local --pipeline_name=cats-dogs-resnet
 
-Settings come from PipelineConfig's defaults and the environment (e.g. DATA_ROOT).
+Settings come from PipelineConfig's defaults and the environment (e.g. DATA_ROOT). The
+run holds the pipeline root's lock (pipeline/run_lock.py): under `make pipeline` or
+`make retrain` it inherits theirs; run by hand, it takes it.
 """
+import shutil
+import sys
+import time
+from pathlib import Path
+
 from absl import logging
 from tfx import v1 as tfx
 
+from pipeline import run_lock, summary
 from pipeline.config import PipelineConfig
-from pipeline.definition import create_pipeline
+from models.trainer import TRAINING_BACKUPS_DIR
+from pipeline.definition import TRAINER_ID, create_pipeline
+
+
+def remove_stale_training_backups(config: PipelineConfig) -> None:
+    """After a successful run, every backup left is of a training with other inputs than
+    this run's (its own was deleted when it completed): it will never be resumed."""
+    shutil.rmtree(Path(config.pipeline_root, TRAINER_ID, TRAINING_BACKUPS_DIR), ignore_errors=True)
 
 
 def run() -> None:
     config = PipelineConfig.from_env()
     config.check_data_root_exists()
+    try:
+        run_lock.hold(config, holder="the local runner")
+    except run_lock.Locked as error:
+        print(error, file=sys.stderr)
+        sys.exit(run_lock.EXIT_LOCKED)
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)
+    started = time.time()
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config, metadata))
+    # `tfx pipeline create` executes this file too, with run() made a no-op: clean up only
+    # after a run that happened (a failed one raises).
+    if ran_since(config, started):
+        remove_stale_training_backups(config)
+
+
+def ran_since(config: PipelineConfig, started: float) -> bool:
+    try:
+        runs = summary.pipeline_runs(summary.metadata_store_of(config))
+    except LookupError:
+        return False
+    return bool(runs) and runs[-1].create_time_since_epoch >= int(started * 1000)
 
 
 if __name__ == "__main__":

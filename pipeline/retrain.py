@@ -1,10 +1,11 @@
 """One scheduled retraining cycle: `make retrain` (cron, or any scheduler, calls it).
 
-Takes a lock so that two cycles never run at once on one pipeline, returns at once when
-no span newer than the last one ingested has arrived, and otherwise runs the pipeline once
-with the TFX CLI (`tfx run create`), registering it first if it is not yet registered.
+Holds the pipeline root's lock (pipeline/run_lock.py) until the cycle ends, children
+included, so that two runs never share the pipeline root and its MLMD store; returns at
+once when no span newer than the last one ingested has arrived, and otherwise runs the
+pipeline once with the TFX CLI (`tfx run create`), registering it first if it is not yet
+registered.
 """
-import fcntl
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from pipeline import summary
+from pipeline import run_lock, summary
 from pipeline.config import PipelineConfig
 from reports.report import write_run_report
 
@@ -76,17 +77,12 @@ def main() -> int:
               file=sys.stderr)
         return 2
     config.check_data_root_exists()
-    lock_path = Path(config.output_dir, f"{config.pipeline_name}.retrain.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"Another retraining cycle of {config.pipeline_name} is running "
-                  f"(it holds {lock_path}); exiting without starting a second one.",
-                  file=sys.stderr)
-            return 75  # EX_TEMPFAIL: try again later
-        return run_cycle(config)
+    try:
+        run_lock.hold(config, holder="a retraining cycle (make retrain)")
+    except run_lock.Locked as error:
+        print(error, file=sys.stderr)
+        return run_lock.EXIT_LOCKED
+    return run_cycle(config)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,11 @@ from reports.training import Curves  # noqa: E402
 # TFMA's calibration histogram has fine buckets; a reliability diagram wants a few.
 CALIBRATION_BINS = 10
 THUMBNAIL_PX = 160
+NO_PREVIEW = "data:image/svg+xml;base64," + base64.b64encode(
+    f'<svg xmlns="http://www.w3.org/2000/svg" width="{THUMBNAIL_PX}" height="{THUMBNAIL_PX}">'
+    '<rect width="100%" height="100%" fill="#eee"/><text x="50%" y="50%" fill="#666" '
+    'font-family="sans-serif" font-size="14" text-anchor="middle">no preview</text></svg>'
+    .encode()).decode("ascii")
 
 
 def confusion_matrix_chart(counts: dict[str, float], class_names: list[str]) -> str:
@@ -117,10 +122,16 @@ def slice_chart(values: dict[str, dict[str, float | None]], metric: str) -> str:
 
 
 def thumbnail(image: bytes) -> str:
-    picture = Image.open(io.BytesIO(image)).convert("RGB")
-    picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=85)
+    """A small JPEG of an encoded image, or NO_PREVIEW when Pillow cannot read it (TF
+    decodes some files Pillow does not, e.g. a GIF signed "GIF80a"): a report never fails
+    on a picture, and the gallery names the file beside it."""
+    try:
+        picture = Image.open(io.BytesIO(image)).convert("RGB")
+        picture.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="JPEG", quality=85)
+    except Exception:  # noqa: BLE001 - whatever Pillow raises, the placeholder stands in
+        return NO_PREVIEW
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

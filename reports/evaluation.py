@@ -1,5 +1,6 @@
 """TFMA's results for one evaluation, through TFMA's own loaders, as plain data:
-metrics per model and slice, every threshold check, and the overall slice's plots."""
+metrics per model and slice (None where undefined on the slice), every threshold check,
+and the overall slice's plots."""
 from __future__ import annotations
 
 import dataclasses
@@ -14,6 +15,16 @@ CANDIDATE, BASELINE = "candidate", "baseline"
 OVERALL = "Overall"
 # TFMA names the candidate-minus-baseline value of metric m "m_diff".
 DIFF_SUFFIX = "_diff"
+# binary_accuracy and precision count a probability above this as the positive class.
+DECISION_THRESHOLD = 0.5
+# Metrics undefined on a slice without some examples, by what they divide by. TFMA still
+# writes a number for some (AUC 0.0 on a slice of one class), which reads as a real 0.
+_DEFINED_ONLY_WITH = {
+    "auc": ("positives", "negatives"),
+    "recall": ("positives",),
+    "calibration": ("positives",),  # mean prediction / mean label
+    "precision": ("predicted_positives",),
+}
 
 SliceKey = tuple  # TFMA's: () overall, or ((feature, value), ...)
 
@@ -59,11 +70,13 @@ def load_evaluation(uri: str) -> Evaluation:
     results = {role: tfma.load_eval_result(uri, model_name=name) for role, name in roles.items()}
     validation = tfma.load_validation_result(uri)
     candidate = results[CANDIDATE]
+    metrics = {role: {slice_name(key): _doubles(metrics)
+                      for key, metrics in _in_slice_order(result.get_metrics_for_all_slices())}
+               for role, result in results.items()}
     return Evaluation(
         validation_ok=validation.validation_ok,
-        metrics={role: {slice_name(key): _doubles(metrics)
-                        for key, metrics in _in_slice_order(result.get_metrics_for_all_slices())}
-                 for role, result in results.items()},
+        metrics=blank_undefined(metrics, {role: _slice_counts(result)
+                                          for role, result in results.items()}),
         thresholds=_threshold_checks(candidate, candidate_spec.name, validation, config),
         plots={role: _overall_plots(result) for role, result in results.items()},
     )
@@ -100,6 +113,49 @@ def _threshold_checks(candidate, candidate_name: str, validation,
                     passed=(slice_key, key, is_change) not in failures,
                 ))
     return checks
+
+
+def blank_undefined(metrics: dict[str, dict[str, dict[str, float | None]]],
+                    counts: dict[str, dict[str, dict[str, float]]]
+                    ) -> dict[str, dict[str, dict[str, float | None]]]:
+    """`metrics` ({role: {slice: {metric: value}}}) with None for each metric undefined
+    on its slice, given `counts` ({role: {slice: positives, negatives, predicted
+    positives}}); a difference is undefined where either side is."""
+    def undefined(role: str, slice_: str, metric: str) -> bool:
+        slice_counts = counts.get(role, {}).get(slice_, {})
+        return any(slice_counts.get(count) == 0 for count in _DEFINED_ONLY_WITH.get(metric, ()))
+
+    blanked = {}
+    for role, by_slice in metrics.items():
+        blanked[role] = {}
+        for slice_, values in by_slice.items():
+            blanked[role][slice_] = {}
+            for name, value in values.items():
+                metric = name.removesuffix(DIFF_SUFFIX)
+                roles = list(metrics) if name.endswith(DIFF_SUFFIX) else [role]
+                blanked[role][slice_][name] = (
+                    None if any(undefined(r, slice_, metric) for r in roles) else value)
+    return blanked
+
+
+def _slice_counts(result) -> dict[str, dict[str, float]]:
+    """Per slice: positives, negatives and predicted positives (at DECISION_THRESHOLD),
+    from the slice's confusion matrices (TFMA's JSON leaves zero counts out)."""
+    counts = {}
+    for slice_key, plots in result.plots or []:
+        matrices = plots[""][""].get("confusionMatrixAtThresholds", {}).get("matrices")
+        if not matrices:
+            continue
+        matrix = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - DECISION_THRESHOLD))
+        true_positives, false_positives, true_negatives, false_negatives = (
+            float(matrix.get(name, 0.0)) for name in
+            ("truePositives", "falsePositives", "trueNegatives", "falseNegatives"))
+        counts[slice_name(slice_key)] = {
+            "positives": true_positives + false_negatives,
+            "negatives": true_negatives + false_positives,
+            "predicted_positives": true_positives + false_positives,
+        }
+    return counts
 
 
 def _in_slice_order(by_slice: dict) -> list:

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from reports import charts, paths, render
-from reports.evaluation import CANDIDATE, Evaluation, load_evaluation
+from reports.evaluation import CANDIDATE, DECISION_THRESHOLD, Evaluation, load_evaluation
 from reports.predictions import Prediction, most_confidently_wrong, predict_eval_split
 from reports.runs import RunArtifacts, find_run
 from reports.training import Curves, read_training_curves
 
 # The metric the slice charts draw, and the pipeline's thresholds are on.
 KEY_METRIC = "binary_accuracy"
-# binary_accuracy counts a probability above this as the positive class.
-DECISION_THRESHOLD = 0.5
 GALLERY_SIZE = 12
 
 
@@ -143,9 +142,22 @@ def _curve_points(matrices: list[dict]) -> tuple[list[float], list[float], list[
 def _write(config: PipelineConfig, run_ids: list[str], html: str,
            summary: dict) -> tuple[Path, Path]:
     html_path, json_path = paths.html_path(config, *run_ids), paths.json_path(config, *run_ids)
+    contents = {html_path: html,
+                json_path: json.dumps({**summary, "html": str(html_path)}, indent=2,
+                                      allow_nan=False)}
     html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(html, encoding="utf-8")
-    json_path.write_text(json.dumps({**summary, "html": str(html_path)}, indent=2,
-                                    allow_nan=False), encoding="utf-8")
+    for path, text in contents.items():
+        _write_atomically(path, text)
     return html_path, json_path
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader sees the previous file or the new one, never half of one: written beside
+    it under a hidden name, then renamed over it."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        staging.write_text(text, encoding="utf-8")
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
 

@@ -31,6 +31,21 @@ def png_claiming_size(width: int, height: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b""))
 
 
+def gif(width: int, height: int, frames: int = 1, screen: tuple[int, int] | None = None,
+        signature: bytes = b"GIF89a") -> bytes:
+    """A GIF of `frames` plain frames of width x height, whose header may claim another
+    logical screen size and another signature (TF decodes any "GIF8..."; Pillow reads
+    only GIF87a and GIF89a)."""
+    images = [Image.new("RGB", (width, height), (40 * i % 256, 90, 0)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:])
+    data = bytearray(buffer.getvalue())
+    data[:6] = signature
+    if screen:
+        data[6:10] = struct.pack("<HH", *screen)
+    return bytes(data)
+
+
 def jpeg_with_exif_orientation(width: int, height: int, orientation: int) -> bytes:
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -44,6 +59,7 @@ def accepted_files() -> dict[str, tuple[bytes, tuple[int, int]]]:
     return {
         "png_named.jpg": (encode_image(30, 20, fmt="PNG"), (20, 30)),
         "animated.gif": (_save(_rgb(), "GIF"), (20, 30)),
+        "unusual_signature.gif": (gif(30, 20, signature=b"GIF80a"), (20, 30)),
         "bitmap.bmp": (_save(_rgb(), "BMP"), (20, 30)),
         "gray.jpg": (_save(gray, "JPEG"), (20, 30)),
         "cmyk.jpg": (_save(_rgb().convert("CMYK"), "JPEG"), (20, 30)),
@@ -60,10 +76,11 @@ def rejected_files() -> dict[str, tuple[bytes, str]]:
     """name -> (bytes, a word the rejection reason must contain)."""
     return {
         "zero_bytes.jpg": (b"", "empty"),
-        "truncated.jpg": (encode_image(60, 40)[:300], "decodable"),
-        "random_bytes.jpg": (os.urandom(3000), "decodable"),
-        "text.jpg": (b"this is not an image\n" * 20, "decodable"),
-        "modern.webp": (_save(_rgb(), "WEBP"), "decodable"),
+        "truncated.jpg": (encode_image(60, 40)[:300], "unreadable image header"),
+        "truncated_data.jpg": (encode_image(60, 40)[:700], "not decodable"),
+        "random_bytes.jpg": (b"\x00" + os.urandom(3000), "not a JPEG, PNG, GIF or BMP image"),
+        "text.jpg": (b"this is not an image\n" * 20, "not a JPEG, PNG, GIF or BMP image"),
+        "modern.webp": (_save(_rgb(), "WEBP"), "not a JPEG, PNG, GIF or BMP image"),
         "bomb.png": (png_claiming_size(100_000, 100_000), "max_image_pixels"),
     }
 

@@ -28,7 +28,7 @@ def small_model_config() -> dict:
     from pipeline.config import PipelineConfig
 
     return {**PipelineConfig().model_config(), "image_size_px": TEST_IMAGE_SIZE_PX,
-            "width_multiplier": 0.125, "batch_size_per_replica": 4, "steps_per_epoch": 2,
+            "width_multiplier": 0.125, "batch_size_per_replica": 4, "train_epochs": 2,
             "learning_rate": 1e-2, "warmup_steps": 1}
 
 
@@ -85,5 +85,7 @@ def run_make(target: str, environment: dict[str, str]) -> subprocess.CompletedPr
 
 
 def serving_versions(config) -> list[str]:
-    """The model versions in the serving directory, sorted."""
-    return sorted(path.name for path in Path(config.serving_model_dir).iterdir())
+    """The model versions in the serving directory, sorted: the numbered folders a model
+    server loads (not the Pusher's lock file or staging folders)."""
+    return sorted(path.name for path in Path(config.serving_model_dir).iterdir()
+                  if path.name.isdigit())

@@ -48,8 +48,7 @@ def blessed_pipeline(tmp_path_factory):
         # default thresholds.
         "IMAGE_SIZE_PX": "64",
         "BATCH_SIZE_PER_REPLICA": "16",
-        "TRAIN_STEPS": "200",
-        "STEPS_PER_EPOCH": "50",
+        "TRAIN_EPOCHS": "16",  # 12 steps each
         "WARMUP_STEPS": "10",
         "BEAM_NUM_WORKERS": "2",
     }

@@ -25,7 +25,8 @@ def test_uri_roots_are_kept_as_uris():
     ("min_accuracy", 1.5, "a number in [0, 1]"),
     ("bn_momentum", 1.0, "a number in (0, 1)"),
     ("class_names", ("dogs", "cats"), "sorted order"),
-    ("warmup_steps", 600, "[0, train_steps)"),
+    ("warmup_steps", -1, "an integer >= 0"),
+    ("label_smoothing", 1.0, "[0, 1)"),
     ("mixed_precision", "yes", "one of auto, on, off"),
 ])
 def test_a_wrong_setting_is_named_with_what_is_allowed(setting, value, allowed):
@@ -35,17 +36,17 @@ def test_a_wrong_setting_is_named_with_what_is_allowed(setting, value, allowed):
 
 def test_every_field_can_be_set_from_the_environment():
     config = PipelineConfig.from_env({
-        "DATA_ROOT": "/data/kaggle", "TRAIN_STEPS": "1200", "MIN_ACCURACY": "0.85",
+        "DATA_ROOT": "/data/kaggle", "TRAIN_EPOCHS": "120", "MIN_ACCURACY": "0.85",
         "ENABLE_CACHE": "false", "CLASS_NAMES": "cat, dog", "UNRELATED": "x",
     })
-    assert (config.data_root, config.train_steps, config.min_accuracy) == ("/data/kaggle", 1200, 0.85)
+    assert (config.data_root, config.train_epochs, config.min_accuracy) == ("/data/kaggle", 120, 0.85)
     assert config.enable_cache is False
     assert config.class_names == ("cat", "dog")
 
 
 def test_an_unparsable_environment_value_is_named():
-    with pytest.raises(ValueError, match=r"TRAIN_STEPS='lots'.*int"):
-        PipelineConfig.from_env({"TRAIN_STEPS": "lots"})
+    with pytest.raises(ValueError, match=r"TRAIN_EPOCHS='lots'.*int"):
+        PipelineConfig.from_env({"TRAIN_EPOCHS": "lots"})
 
 
 def test_a_missing_data_root_is_named(tmp_path):
@@ -53,3 +54,17 @@ def test_a_missing_data_root_is_named(tmp_path):
     PipelineConfig(data_root="gs://bucket/data").check_data_root_exists()  # not checked here
     with pytest.raises(ValueError, match=r"data_root='/no/such/folder'.*does not exist"):
         PipelineConfig(data_root="/no/such/folder").check_data_root_exists()
+
+
+@pytest.mark.parametrize("setting, value, allowed", [
+    ("pipeline_name", "../elsewhere", "letters, digits"),  # would leave output_dir
+    ("pipeline_name", "a/b", "letters, digits"),
+    ("pipeline_name", "", "letters, digits"),
+    ("data_root", "/data/cats[1]", "without the wildcard characters * ? ["),
+    ("data_root", "/data/*", "without the wildcard characters"),
+    ("output_dir", "/runs/[new]", "without the wildcard characters"),
+    ("max_file_bytes", 0, "a positive integer"),
+])
+def test_a_setting_that_would_misdirect_paths_is_refused(setting, value, allowed):
+    with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):
+        PipelineConfig(**{setting: value})

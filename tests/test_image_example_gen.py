@@ -3,6 +3,7 @@ import glob
 import io
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
+from components import image_example_gen
 from components.image_example_gen import (
     REPORT_FILE_NAME,
     Executor,
@@ -138,6 +140,13 @@ def test_layout_errors_name_the_path(tmp_path, layout, class_names, offending, e
     assert extra in message
 
 
+def test_files_that_are_not_regular_files_are_not_counted(tmp_path):
+    root = make_minimal(tmp_path / "data", VALID + ["training_set/cats/album/"])
+    os.mkfifo(os.path.join(root, "training_set/cats/cat.2.jpg"))
+    assert scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"]) == {
+        "train": {"cats": 1, "dogs": 1}, "eval": {"cats": 1, "dogs": 1}}
+
+
 def test_hidden_files_and_unlisted_folders_are_not_classes(tmp_path):
     layout = VALID + ["training_set/.DS_Store", "training_set/birds/e.jpg", "test_set/Thumbs.db"]
     root = make_minimal(tmp_path / "data", layout)
@@ -161,6 +170,35 @@ def test_executor_fails_on_layout_before_beam(tmp_path):
     assert not os.path.exists(tmp_path / "out")  # nothing written: no Beam work happened
 
 
+@pytest.mark.parametrize("folder", ["cats[1]", "cats*"])
+def test_a_data_root_with_a_wildcard_is_refused_before_beam(tmp_path, folder):
+    root = make_dataset(tmp_path / folder)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    with pytest.raises(ValueError, match=rf"Data root {re.escape(root)} contains .*wildcards"):
+        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                      _exec_properties(root, ["cats", "dogs"]))
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_failed_ingestion_leaves_no_scratch_files(tmp_path, monkeypatch):
+    root = make_dataset(tmp_path / "data")
+    real_scan_layout = image_example_gen.scan_layout
+
+    def scan_then_add_a_file(*args, **kwargs):  # a file arrives while ingestion runs
+        counts = real_scan_layout(*args, **kwargs)
+        _write(os.path.join(root, "training_set/cats/late.jpg"), _image_bytes(8, 8))
+        return counts
+
+    monkeypatch.setattr(image_example_gen, "scan_layout", scan_then_add_a_file)
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    with pytest.raises(RuntimeError, match="changed during ingestion"):
+        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                      _exec_properties(root, ["cats", "dogs"]))
+    assert not os.path.exists(tmp_path / "out" / ".ingestion_tmp")
+
+
 def test_component_config(tmp_path):
     component = ImageExampleGen(input_base=str(tmp_path), class_names=["cats", "dogs"])
     props = component.exec_properties
@@ -171,7 +209,7 @@ def test_component_config(tmp_path):
     custom = props[standard_component_specs.CUSTOM_CONFIG_KEY]
     assert custom_config_to_dict(custom) == {
         "class_names": ["cats", "dogs"], "max_image_pixels": 50_000_000,
-        "max_rejected_fraction": 0.05}
+        "max_rejected_fraction": 0.05, "max_file_bytes": 64 * 2 ** 20}
     default = ImageExampleGen(input_base=str(tmp_path)).exec_properties
     assert custom_config_to_dict(default[standard_component_specs.CUSTOM_CONFIG_KEY])[
         "class_names"] == []
@@ -276,7 +314,7 @@ def test_report_lists_rejects_and_reconciles(ingested):
     rejected = {r["file"]: r for r in train["rejected_files"]}
     assert set(rejected) == {"cats/cat.666.jpg", "dogs/dog.0.jpg"}
     assert rejected["cats/cat.666.jpg"]["class"] == "cats"
-    assert "Unknown image file format" in rejected["cats/cat.666.jpg"]["reason"]
+    assert rejected["cats/cat.666.jpg"]["reason"] == "not a JPEG, PNG, GIF or BMP image"
     assert rejected["dogs/dog.0.jpg"]["class"] == "dogs"
     assert "empty" in rejected["dogs/dog.0.jpg"]["reason"]
 

@@ -10,7 +10,7 @@ import pytest
 from data.generate import generate_dataset
 from pipeline import summary
 from pipeline.config import PipelineConfig
-from tests.helpers import REPO_ROOT, execution_states
+from tests.helpers import REPO_ROOT, execution_states, serving_versions
 
 pytestmark = pytest.mark.e2e
 
@@ -26,9 +26,8 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
         "LOCAL_HOME": str(tmp_path / "tfx_cli_home"),
         "PIPELINE_NAME": "interruption-test",
         "IMAGE_SIZE_PX": "32",
-        "BATCH_SIZE_PER_REPLICA": "16",
-        "TRAIN_STEPS": "60",
-        "STEPS_PER_EPOCH": "15",
+        "BATCH_SIZE_PER_REPLICA": "4",
+        "TRAIN_EPOCHS": "4",  # 12 steps each
         "WARMUP_STEPS": "5",
         "MIN_ACCURACY": "0.0",
         "BEAM_NUM_WORKERS": "2",
@@ -67,5 +66,5 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
         name: "CACHED" for name in FINISHED_BEFORE_TRAINING}
     assert states["Trainer"] == "COMPLETE"
     assert run.pushed_model_dir
-    [version] = serving.iterdir()
-    assert version.name.isdigit() and (version / "saved_model.pb").exists()
+    [version] = serving_versions(config)
+    assert (serving / version / "saved_model.pb").exists()

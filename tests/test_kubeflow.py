@@ -30,7 +30,7 @@ ARGO_COMPILE = REPO / "outputs" / "bin" / "kfp-argo-compile"
 
 def cluster_config(**settings) -> PipelineConfig:
     return PipelineConfig(**{"output_dir": f"{BUCKET}/runs", "data_root": f"{BUCKET}/cats-dogs",
-                             "train_steps": 900, **settings})
+                             "train_epochs": 50, **settings})
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +178,8 @@ def test_data_root_and_train_args_are_run_parameters_with_the_config_as_default(
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert parameters == {
         "data_root": {"parameterType": "STRING", "defaultValue": f"{BUCKET}/cats-dogs"},
-        "train_args": {"parameterType": "STRING", "defaultValue": '{"numSteps": 900}'},
+        # No step count: the Trainer trains train_epochs over whatever data it gets.
+        "train_args": {"parameterType": "STRING", "defaultValue": "{}"},
     }
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["ImageExampleGen"]["inputs"]["parameters"]["input_base"] == {

@@ -37,7 +37,7 @@ def two_runs(tmp_path_factory):
     generate_dataset(data_root, train_per_class=20, test_per_class=16, seed=5)
     config = PipelineConfig(
         data_root=str(data_root), output_dir=str(work / "outputs"), pipeline_name="kfp-contract",
-        image_size_px=32, batch_size_per_replica=16, train_steps=30, steps_per_epoch=15,
+        image_size_px=32, batch_size_per_replica=16, train_epochs=15,
         warmup_steps=5, min_accuracy=0.0, max_accuracy_drop=1.0, task_cpu=1)
     spec_file = compile_pipeline(config, str(work / "spec"), allow_local_paths=True)
     first = run_spec(spec_file, config.pipeline_root)

@@ -1,11 +1,13 @@
 """The whole pipeline through `make pipeline` (TFX CLI, local engine) on tiny generated data.
 
-One run trains, evaluates and pushes; a second run, with an unreachable accuracy
-threshold, reuses the cached upstream components and pushes nothing.
+One run trains, evaluates and pushes (a second `make pipeline` started beside it exits at
+once); a second run, with an unreachable accuracy threshold, reuses the cached upstream
+components and pushes nothing.
 """
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ import tensorflow_model_analysis as tfma
 
 from data.generate import generate_dataset
 from models import features
-from pipeline import summary
+from pipeline import run_lock, summary
 from pipeline.config import PipelineConfig
 from reports import paths as report_paths
 from tests.report_checks import browser_checks
@@ -41,16 +43,41 @@ def tiny_run(tmp_path_factory):
         "PIPELINE_NAME": "e2e-test",
         "IMAGE_SIZE_PX": "32",
         "BATCH_SIZE_PER_REPLICA": "16",
-        "TRAIN_STEPS": "30",
-        "STEPS_PER_EPOCH": "15",
+        "TRAIN_EPOCHS": "15",  # 2 steps each
         "WARMUP_STEPS": "5",
         "MIN_ACCURACY": "0.0",
         "BEAM_NUM_WORKERS": "2",
     }
-    first = run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
+    # The backup of an interrupted training whose inputs differ from this run's: no
+    # training will resume from it.
+    stale_backup = Path(config.pipeline_root, "Trainer", ".training_backup", "0123456789abcdef")
+    (stale_backup / "chief").mkdir(parents=True)
+    make_pipeline = ["make", "-C", str(REPO_ROOT), "pipeline"]
+    first = subprocess.Popen(make_pipeline, env={**os.environ, **environment},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = run_lock.lock_path(config)
+    while not (lock.exists() and lock.read_text()):  # until the first run holds it
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.5)
+    beside = subprocess.run(make_pipeline, env={**os.environ, **environment},
+                            capture_output=True, text=True, timeout=300)
+    stdout, stderr = first.communicate(timeout=1500)
+    assert first.returncode == 0, stdout[-3000:] + stderr[-5000:]
     return {"environment": environment, "config": config, "data_root": data_root,
-            "stdout": first.stdout, "summary": summary.latest_run_summary(config)}
+            "stdout": stdout, "summary": summary.latest_run_summary(config),
+            "run_beside": beside, "stale_backup": stale_backup}
+
+
+def test_a_second_run_beside_the_first_exits_at_once_naming_it(tiny_run):
+    beside = tiny_run["run_beside"]
+    assert beside.returncode != 0 and "Error 75" in beside.stderr
+    assert "Another run of pipeline e2e-test is under way: process " in beside.stderr
+    assert "(make pipeline, since " in beside.stderr
+
+
+def test_a_successful_run_removes_backups_no_training_will_resume(tiny_run):
+    assert not tiny_run["stale_backup"].exists()
 
 
 def test_every_input_file_is_written_or_reported_rejected(tiny_run):
@@ -126,6 +153,19 @@ def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(tiny_run):
     assert all(m["predicted_label"] != m["true_label"] for m in mistakes)
     assert [m["confidence"] for m in mistakes] == sorted(
         (m["confidence"] for m in mistakes), reverse=True)
+
+
+def test_metrics_undefined_on_a_slice_read_n_a(tiny_run):
+    run, config = tiny_run["summary"], tiny_run["config"]
+    metrics = json.loads(report_paths.json_path(config, run.run_id).read_text())["metrics"]
+    cats, dogs = (metrics["candidate"][f"label_name: {label}"] for label in ("cats", "dogs"))
+    # One class per slice: no AUC; no positive (dog) among the cats: no recall either.
+    assert cats["auc"] is None and dogs["auc"] is None and cats["recall"] is None
+    assert cats["binary_accuracy"] is not None
+    html = report_paths.html_path(config, run.run_id).read_text()
+    assert "<tr><td>label_name: cats</td><td>20</td>" in html
+    cats_row = html.split("<tr><td>label_name: cats</td>", 1)[1].split("</tr>", 1)[0]
+    assert cats_row.count("<td>n/a</td>") >= 2  # auc, recall
 
 
 def test_the_report_renders_in_a_browser(tiny_run, tmp_path):

@@ -4,8 +4,9 @@ Three cycles: span 1 gives a pushed model; span 2 gives a candidate compared wit
 span-1 model; span 3, whose training labels are swapped, is trained but not blessed, and
 the serving directory keeps what it had. A cycle without a new span does nothing.
 """
-import fcntl
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -54,8 +55,7 @@ def environment(tmp_path_factory):
         # (about 0.85 eval accuracy after span 1), so the default thresholds can judge it.
         "IMAGE_SIZE_PX": "64",
         "BATCH_SIZE_PER_REPLICA": "16",
-        "TRAIN_STEPS": "200",
-        "STEPS_PER_EPOCH": "50",
+        "TRAIN_EPOCHS": "16",  # 12 steps each
         "WARMUP_STEPS": "10",
         "BEAM_NUM_WORKERS": "2",
     }
@@ -104,14 +104,41 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
     assert [line.split()[1] for line in table.splitlines()[1:]] == ["1", "1,2", "2,3"]
 
 
-def test_a_second_cycle_does_not_start_while_one_holds_the_lock(environment):
-    config = PipelineConfig.from_env(environment)
-    lock_path = Path(config.output_dir, f"{config.pipeline_name}.retrain.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as held:
-        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        result = subprocess.run([sys.executable, "-m", "pipeline.retrain"], cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=120,
-                                env={**os.environ, **environment})
-    assert result.returncode == 75
-    assert "Another retraining cycle of retraining-test is running" in result.stderr
+# A stand-in for the registered pipeline's runner, which `tfx run create` starts: it
+# records its process id, then runs until killed (a second start ends at once).
+STAND_IN_RUNNER = """import os, sys, time
+if os.path.exists(os.environ["RUNNER_PID_FILE"]):
+    sys.exit(0)
+open(os.environ["RUNNER_PID_FILE"], "w").write(str(os.getpid()))
+time.sleep(600)
+"""
+
+
+def test_a_killed_cycle_keeps_the_lock_while_its_pipeline_run_lives(tmp_path):
+    (tmp_path / "data" / "span-1").mkdir(parents=True)
+    runner, runner_pid = tmp_path / "runner.py", tmp_path / "runner.pid"
+    runner.write_text(STAND_IN_RUNNER)
+    registered = tmp_path / "tfx_cli_home" / "killed-cycle-test"
+    registered.mkdir(parents=True)
+    (registered / "pipeline_args.json").write_text(json.dumps(
+        {"pipeline_name": "killed-cycle-test", "pipeline_dsl_path": str(runner)}))
+    environment = {**os.environ, "SPANS": "true", "DATA_ROOT": str(tmp_path / "data"),
+                   "OUTPUT_DIR": str(tmp_path / "outputs"),
+                   "LOCAL_HOME": str(tmp_path / "tfx_cli_home"),
+                   "PIPELINE_NAME": "killed-cycle-test", "RUNNER_PID_FILE": str(runner_pid)}
+    cycle = subprocess.Popen([sys.executable, "-m", "pipeline.retrain"], cwd=REPO_ROOT,
+                             env=environment)
+    deadline = time.monotonic() + 300
+    while not runner_pid.exists() or not runner_pid.read_text():
+        assert time.monotonic() < deadline and cycle.poll() is None
+        time.sleep(0.2)
+    cycle.kill()  # as a cron timeout would: `tfx run create` and its run live on
+    cycle.wait()
+    try:
+        second = subprocess.run([sys.executable, "-m", "pipeline.retrain"], cwd=REPO_ROOT,
+                                env=environment, capture_output=True, text=True, timeout=300)
+    finally:
+        os.kill(int(runner_pid.read_text()), signal.SIGKILL)
+    assert second.returncode == 75
+    assert (f"Another run of pipeline killed-cycle-test is under way: process {cycle.pid} "
+            "(a retraining cycle (make retrain), since ") in second.stderr

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from components.image_files import read_image
 from models import features, serving, trainer
 from tests import bad_inputs
 from tests.helpers import encode_image, small_model_config
@@ -58,8 +59,6 @@ def with_header_size(image: bytes, fmt: str, width: int, height: int) -> bytes:
     if fmt == "JPEG":  # SOF0 segment: marker, length, precision, height, width
         sof = data.index(b"\xff\xc0")
         data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
-    elif fmt == "GIF":
-        data[6:10] = struct.pack("<HH", width, height)
     elif fmt == "BMP":
         data[18:26] = struct.pack("<ii", width, height)
     return bytes(data)
@@ -80,9 +79,7 @@ def truncated(image: bytes) -> bytes:
 def test_raw_bytes_and_tf_examples_give_the_same_predictions(exported_model):
     images = [encode_image(40, 30, seed=7), encode_image(17, 60, seed=8, fmt="PNG")]
     by_bytes = serve(exported_model, images)
-    examples = [tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
-    })).SerializeToString() for image in images]
+    examples = [tf_example(image) for image in images]
     by_example = exported_model.signatures[features.TF_EXAMPLE_SIGNATURE](
         examples=tf.constant(examples))
 
@@ -114,11 +111,16 @@ def test_every_image_that_ingestion_accepts_gets_a_prediction(exported_model):
     (bad_inputs.png_claiming_size(100_000, 100_000),
      "header claims 100000x100000 pixels, above the limit of 1000000: not decoded"),
     (with_header_size(encode("JPEG"), "JPEG", 60_000, 60_000), "header claims 60000x60000"),
-    (with_header_size(encode("GIF"), "GIF", 65_535, 65_535), "header claims 65535x65535"),
+    # TF decodes onto a canvas of the largest frame, whatever the GIF's logical screen,
+    # any "GIF8..." signature (Pillow reads only GIF87a and GIF89a), and every frame.
+    (bad_inputs.gif(2000, 2000, screen=(10, 10)), "header claims 2000x2000 pixels, above"),
+    (bad_inputs.gif(1100, 1000, signature=b"GIF80a"), "header claims 1100x1000 pixels, above"),
+    (bad_inputs.gif(600, 600, frames=3), "header claims 600x600 pixels x 3 frames, above"),
     (with_header_size(encode("BMP"), "BMP", 2_000_000_000, -2_000_000_000),
      "header claims 2000000000x2000000000"),
 ], ids=["empty", "text", "webp", "random", "jpeg_header_cut", "png_header_cut",
-        "truncated_jpeg", "truncated_png", "png_bomb", "jpeg_bomb", "gif_bomb", "bmp_bomb"])
+        "truncated_jpeg", "truncated_png", "png_bomb", "jpeg_bomb", "gif_frame_bomb",
+        "gif_unusual_signature_bomb", "gif_frames_bomb", "bmp_bomb"])
 def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model, image, reason):
     good = [encode_image(30 + i, 20, seed=i) for i in range(4)]
     outputs = serve(exported_model, good[:2] + [image] + good[2:])
@@ -128,6 +130,43 @@ def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model
     alone = serve(exported_model, good)[features.PROBABILITIES_KEY]
     np.testing.assert_allclose(np.delete(outputs[features.PROBABILITIES_KEY], 2, axis=0), alone,
                                atol=1e-6)
+
+
+def tf_example(image: bytes) -> bytes:
+    return tf.train.Example(features=tf.train.Features(feature={
+        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
+    })).SerializeToString()
+
+
+def test_the_tf_example_signature_checks_each_item_as_the_raw_one_does(exported_model):
+    good = [encode_image(30 + i, 20, seed=i) for i in range(2)]
+    examples = [tf_example(good[0]), tf_example(bad_inputs.png_claiming_size(100_000, 100_000)),
+                b"not a tf.Example", tf.train.Example().SerializeToString(), tf_example(good[1])]
+    outputs = {key: value.numpy() for key, value in exported_model.signatures[
+        features.TF_EXAMPLE_SIGNATURE](examples=tf.constant(examples)).items()}
+    assert errors(outputs) == [
+        "", "header claims 100000x100000 pixels, above the limit of 1000000: not decoded",
+        serving.ERROR_EXAMPLE, serving.ERROR_EXAMPLE, ""]
+    assert_predicted_or_refused(outputs)
+    np.testing.assert_allclose(outputs[features.PROBABILITIES_KEY][[0, 4]],
+                               serve(exported_model, good)[features.PROBABILITIES_KEY], atol=1e-6)
+
+
+def test_a_rotated_photo_sent_raw_is_served_as_ingestion_stored_it(exported_model, tmp_path):
+    # A phone photo: pixels stored sideways, an EXIF orientation saying to turn them.
+    photo = bad_inputs.jpeg_with_exif_orientation(40, 24, orientation=6)
+    (tmp_path / "phone.jpg").write_bytes(photo)
+    trained_on = read_image(str(tmp_path / "phone.jpg"), str(tmp_path), MAX_IMAGE_PIXELS,
+                            max_file_bytes=2 ** 20).data
+    sideways = tf.io.encode_png(tf.io.decode_jpeg(photo)).numpy()  # the orientation ignored
+
+    by_bytes = serve(exported_model, [photo, trained_on, sideways])[features.PROBABILITIES_KEY]
+    by_example = exported_model.signatures[features.TF_EXAMPLE_SIGNATURE](
+        examples=tf.constant([tf_example(trained_on)]))[features.PROBABILITIES_KEY].numpy()
+    np.testing.assert_allclose(by_bytes[0], by_bytes[1], atol=1e-6)
+    np.testing.assert_allclose(by_bytes[0], by_example[0], atol=1e-6)
+    # The model tells the two apart: served sideways, the photo would get another answer.
+    assert np.abs(by_bytes[2] - by_bytes[1]).max() > 1e-4
 
 
 def mutations(rng: np.random.Generator, count: int) -> list[bytes]:

@@ -107,3 +107,34 @@ def test_gpu_speedups_are_off_on_cpu_by_default_and_train_when_forced_on():
         assert np.isfinite(history.history["loss"][-1])
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
+
+
+def test_training_length_follows_the_data_unless_a_step_budget_is_given():
+    # 2,000 photos and 200: the same number of passes, not the same number of steps.
+    assert trainer.training_length(2000, 32, train_epochs=30, train_steps=None) == (62, 1860)
+    assert trainer.training_length(200, 32, train_epochs=30, train_steps=None) == (6, 180)
+    assert trainer.training_length(10, 32, train_epochs=3, train_steps=None) == (1, 3)
+    assert trainer.training_length(2000, 32, train_epochs=30, train_steps=250) == (62, 250)
+
+
+def test_a_step_budget_is_trained_exactly_and_the_schedule_reaches_its_end():
+    """250 steps in epochs of 100 used to train 200 (the remainder dropped), with the
+    learning rate still at a fifth of its cosine when training stopped."""
+    train_steps, steps_per_epoch = 25, 10
+    images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).repeat().batch(4)
+    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps)
+    history = model.fit(dataset, epochs=3, steps_per_epoch=steps_per_epoch, verbose=0,
+                        callbacks=[trainer.StopAtStep(train_steps)])
+    assert int(model.optimizer.iterations.numpy()) == train_steps
+    assert len(history.history["loss"]) == 3  # the last epoch ended after 5 of its 10 steps
+    # The rate of the last step: the cosine's end (5e-5 of 1e-2 here), not its middle.
+    assert float(model.optimizer.learning_rate.numpy()) < 1e-4
+
+
+def test_count_examples_reads_every_record(tmp_path):
+    path = str(tmp_path / "examples.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for index in range(7):
+            writer.write(str(index).encode())
+    assert trainer.count_examples([str(tmp_path / "*.gz")]) == 7
