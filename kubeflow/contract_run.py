@@ -174,7 +174,7 @@ def main(argv: list[str]) -> int:
     blessing = outputs["Evaluator"]["blessing"]["metadata"]
     pushed = outputs["Pusher"]["pushed_model"]["metadata"]
     print(f"Blessed: {bool(blessing.get('blessed'))}; baseline: "
-          f"{blessing.get('baseline_model_uri') or 'none'}; pushed: "
+          f"{blessing.get('baseline_model') or 'none'}; pushed: "
           f"{pushed.get('pushed_destination') or 'nothing'}")
     return 0
 

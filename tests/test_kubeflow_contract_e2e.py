@@ -68,7 +68,7 @@ def test_first_run_has_no_baseline_and_pushes_a_blessed_model(two_runs):
     assert first["latest-pushed-model"]["model"]["metadata"]["pushed_version"] == ""
     blessing = first["Evaluator"]["blessing"]["metadata"]
     assert blessing["blessed"] == 1
-    assert "baseline_model_uri" not in blessing
+    assert "baseline_model" not in blessing
     [version] = two_runs["first_versions"]
     assert first["Pusher"]["pushed_model"]["metadata"]["pushed_version"] == version
 
@@ -87,7 +87,7 @@ def test_second_run_is_judged_against_the_model_the_first_pushed(two_runs):
     baseline = second["latest-pushed-model"]["model"]
     assert baseline["metadata"]["pushed_version"] == first_version
     blessing = second["Evaluator"]["blessing"]["metadata"]
-    assert blessing["baseline_model_uri"] == baseline["uri"]
+    assert blessing["baseline_model"] == baseline["uri"]
     assert blessing["blessed"] == 1
     # Blessed again (any drop tolerated here): a newer version, beside the first.
     versions = serving_versions(two_runs["config"])
