@@ -39,8 +39,8 @@ def latest_pushed_version(serving_model_dir: str) -> Optional[str]:
     if not fileio.isdir(serving_model_dir):
         return None
     versions = [name.rstrip("/") for name in fileio.listdir(serving_model_dir)]
-    complete = [int(name) for name in versions
-                if name.isdigit() and fileio.exists(os.path.join(serving_model_dir, name, "saved_model.pb"))]
+    complete = [int(name) for name in versions if name.isdigit() and
+                fileio.exists(os.path.join(serving_model_dir, name, "saved_model.pb"))]
     return str(max(complete)) if complete else None
 
 

@@ -250,8 +250,7 @@ def backup_dir(fn_args: tfx.components.FnArgs) -> str:
 
 def count_examples(file_pattern: list[str]) -> int:
     """Records in gzipped TFRecord files (a read, no parsing)."""
-    files = tf.io.gfile.glob(file_pattern) if isinstance(file_pattern, str) else [
-        path for pattern in file_pattern for path in tf.io.gfile.glob(pattern)]
+    files = [path for pattern in file_pattern for path in tf.io.gfile.glob(pattern)]
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP")
     return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, _: count + 1))
 
