@@ -11,7 +11,6 @@ PIP_QUIET := 2>&1 | { grep -v '^WARNING: Location' || true; }
 PIPELINE_NAME ?= cats-dogs-resnet
 DEFAULT_DATA_ROOT := outputs/data/default
 DATA_ROOT ?= $(DEFAULT_DATA_ROOT)
-RUNNER := pipeline/local_runner.py
 # Where the TFX CLI keeps its registry of local pipelines (the CLI's own default).
 LOCAL_HOME ?= $(HOME)/tfx/local
 
@@ -51,8 +50,8 @@ pipeline-run: venv
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
 	$(MAKE) --no-print-directory register
 	$(BIN)/tfx run create --engine=local --pipeline_name="$$PIPELINE_NAME"
-	$(BIN)/cats-dogs-report > /dev/null
 	$(BIN)/python -m pipeline.summary
+	$(BIN)/cats-dogs-report
 
 # The evaluation report (HTML + JSON under outputs/reports/) of the latest run, or of
 # RUN=<run id or Evaluator output path>; COMPARE_WITH=<another run> puts two side by side.
@@ -60,13 +59,11 @@ report: export PYTHONWARNINGS := ignore::FutureWarning
 report: venv
 	$(BIN)/cats-dogs-report $${RUN:+"$$RUN"} $${COMPARE_WITH:+--compare-with "$$COMPARE_WITH"}
 
-# Registers the pipeline with the TFX CLI, or updates it when it is already registered.
+# Registers the pipeline with the TFX CLI (create, or update), unless it is registered
+# with the same code and settings already (pipeline/registration.py).
 register: export PYTHONWARNINGS := ignore::FutureWarning
 register: venv
-	if [ -f "$$LOCAL_HOME/$$PIPELINE_NAME/pipeline_args.json" ]; then \
-	  $(BIN)/tfx pipeline update --engine=local --pipeline_path=$(RUNNER); \
-	else \
-	  $(BIN)/tfx pipeline create --engine=local --pipeline_path=$(RUNNER); fi
+	$(BIN)/python -m pipeline.registration
 
 # One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...): see the README.
 retrain: export PYTHONWARNINGS := ignore::FutureWarning

@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="A tested TFX pipeline training a ResNet on cats-vs-dogs images",
     packages=find_packages(include=["pipeline*", "components*", "models*", "data*", "kubeflow*",
-                                    "reports*"]),
+                                    "reports*", "metadata*"]),
     entry_points={"console_scripts": ["cats-dogs-report = reports.cli:main"]},
     python_requires=">=3.11",
 )

@@ -8,11 +8,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.components.util import tfxio_utils
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 
+from metadata.store import newest_component_outputs, open_store
 from models import trainer
-from pipeline import summary
 from pipeline.config import PipelineConfig
+from pipeline.definition import TRANSFORM_ID
 
 
 def machine() -> str:
@@ -34,16 +35,13 @@ def images_per_second(run: Callable[[], None], images: int, repeats: int = 3) ->
 
 def latest_transform_outputs(config: PipelineConfig) -> tuple[str, str]:
     """(transformed examples URI, transform graph URI) of the pipeline's newest Transform."""
-    store = summary.metadata_store_of(config)
-    newest = {}
-    for type_name in ("Examples", "TransformGraph"):
-        artifacts = [artifact for artifact in store.get_artifacts_by_type(type_name)
-                     if "/Transform/" in artifact.uri]
-        if not artifacts:
-            raise LookupError(f"No Transform output in {config.metadata_path}: "
-                              "run `make pipeline` first.")
-        newest[type_name] = max(artifacts, key=lambda a: a.create_time_since_epoch).uri
-    return newest["Examples"], newest["TransformGraph"]
+    outputs = newest_component_outputs(open_store(config.metadata_path), config.pipeline_name,
+                                       TRANSFORM_ID)
+    if not outputs:
+        raise LookupError(f"No Transform output in {config.metadata_path}: "
+                          "run `make pipeline` first.")
+    return (outputs[standard_component_specs.TRANSFORMED_EXAMPLES_KEY].uri,
+            outputs[standard_component_specs.TRANSFORM_GRAPH_KEY].uri)
 
 
 def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size: int,

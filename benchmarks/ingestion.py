@@ -19,9 +19,12 @@ import tensorflow as tf  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from components.image_example_gen import ImageExampleGen  # noqa: E402
-from components.image_examples import image_example  # noqa: E402
-from components.image_files import read_image  # noqa: E402
+from components.image_example_gen.component import ImageExampleGen  # noqa: E402
+from components.image_example_gen.image_example import image_example  # noqa: E402
+from components.image_example_gen.image_file import read_image  # noqa: E402
+from components.image_example_gen.defaults import (  # noqa: E402
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS)
+from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER  # noqa: E402
 from data.generate import generate_dataset  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
@@ -32,12 +35,13 @@ REPEATS = 2
 
 def plain_loop(data_root: Path, output_dir: Path) -> None:
     options = tf.io.TFRecordOptions(compression_type="GZIP")
-    for split in ("training_set", "test_set"):
+    for split in (TRAIN_SPLIT_FOLDER, EVAL_SPLIT_FOLDER):
         class_names = sorted(path.name for path in (data_root / split).iterdir())
         with tf.io.TFRecordWriter(str(output_dir / f"{split}.tfrecord.gz"), options) as writer:
             for label, class_name in enumerate(class_names):
                 for path in sorted((data_root / split / class_name).iterdir()):
-                    image = read_image(str(path), str(data_root), 50_000_000)
+                    image = read_image(str(path), str(data_root), DEFAULT_MAX_IMAGE_PIXELS,
+                                       DEFAULT_MAX_FILE_BYTES)
                     example = image_example(image, label, class_name, f"{class_name}/{path.name}")
                     writer.write(example.SerializeToString())
 
@@ -50,7 +54,7 @@ def example_gen(data_root: Path, work_dir: Path, workers: int) -> None:
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(work_dir / "metadata.sqlite")),
         enable_cache=False,
-        beam_pipeline_args=PipelineConfig(beam_num_workers=workers).beam_pipeline_args,
+        beam_pipeline_args=PipelineConfig(beam_num_workers=workers).beam_pipeline_args(),
     )
     tfx.orchestration.LocalDagRunner().run(pipeline)
 

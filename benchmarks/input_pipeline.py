@@ -25,7 +25,7 @@ BATCHES = 30
 def main() -> None:
     config = PipelineConfig.from_env()
     model_config = config.model_config()
-    strategy = trainer.distribution_strategy(model_config)
+    strategy = trainer.distribution_strategy(model_config.distribution_strategy)
     global_batch = config.batch_size_per_replica * strategy.num_replicas_in_sync
     images = BATCHES * global_batch
     print(f"Machine: {common.machine()}")

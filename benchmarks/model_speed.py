@@ -14,6 +14,7 @@ spell on a shared machine does not decide it.
 Ends with the line `train ratio ours/reference: X.XX`.
 """
 import argparse
+import dataclasses
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -23,22 +24,24 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from models import trainer  # noqa: E402
+from models.model_config import GPU_SPEEDUP_SETTINGS, ModelConfig  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
 
-def model_config(args: argparse.Namespace) -> dict:
-    return {**PipelineConfig().model_config(), "resnet_depth": args.depth,
-            "width_multiplier": 1.0, "image_size_px": args.image_size_px,
-            "mixed_precision": args.mixed_precision, "jit_compile": args.jit_compile}
+def model_config(args: argparse.Namespace) -> ModelConfig:
+    return dataclasses.replace(
+        PipelineConfig().model_config(), resnet_depth=args.depth, width_multiplier=1.0,
+        image_size_px=args.image_size_px, mixed_precision=args.mixed_precision,
+        jit_compile=args.jit_compile)
 
 
-def build_reference(config: dict, train_steps: int) -> tf.keras.Model:
+def build_reference(config: ModelConfig, train_steps: int) -> tf.keras.Model:
     """keras.applications.ResNet50 with our head, policy and optimizer."""
     tf.keras.mixed_precision.set_global_policy(
-        "mixed_float16" if trainer.switched_on(config["mixed_precision"]) else "float32")
-    size = config["image_size_px"]
+        "mixed_float16" if trainer.switched_on(config.mixed_precision) else "float32")
+    size = config.image_size_px
     model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
-                                           classes=len(config["class_names"]))
+                                           classes=len(config.class_names))
     return trainer.compile_model(model, config, train_steps)
 
 
@@ -56,15 +59,15 @@ def main() -> None:
     parser.add_argument("--batch-size-per-replica", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
-    parser.add_argument("--jit-compile", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--mixed-precision", default="auto", choices=GPU_SPEEDUP_SETTINGS)
+    parser.add_argument("--jit-compile", default="auto", choices=GPU_SPEEDUP_SETTINGS)
     parser.add_argument("--data", default="synthetic", choices=["synthetic", "transformed"],
                         help="transformed: the pipeline's newest Transform output (run "
                              "`make pipeline` with the same IMAGE_SIZE_PX first)")
     args = parser.parse_args()
 
     config = model_config(args)
-    strategy = trainer.distribution_strategy(config)
+    strategy = trainer.distribution_strategy(config.distribution_strategy)
     global_batch = args.batch_size_per_replica * strategy.num_replicas_in_sync
     if args.data == "synthetic":
         dataset = synthetic_input(global_batch, args.image_size_px)

@@ -3,8 +3,9 @@
 The model and its training steps are fixed (small), so what grows with the data is the
 data processing: ingestion, statistics, Transform, evaluation. Wall time and peak memory
 (summed RSS of the whole process tree, sampled every 0.2 s) of each run, the growth from
-the smallest size to the largest (target: no faster than linear), and the cached rerun of
-the largest against its first run.
+the smallest size to the largest (target: no faster than linear), StatisticsGen's peak at
+both (it grew with the data while TFDV counted the image bytes as categories), and the
+cached rerun of the largest against its first run.
 
     python -m benchmarks.pipeline_scaling [--sizes 1000,4000,16000]
 """
@@ -32,7 +33,7 @@ FIXED_MODEL = {"IMAGE_SIZE_PX": "64", "RESNET_DEPTH": "18", "WIDTH_MULTIPLIER": 
 # each component's start. Everything before the first marker is "start"; "register"
 # lasts until the first component starts, so it includes the TFX CLI starting the run.
 PHASE_MARKERS = (
-    (re.compile(r"tfx pipeline (?:create|update)"), "register"),
+    (re.compile(r"-m pipeline\.registration"), "register"),
     (re.compile(r"Component (\w+) is running"), None),  # None: the component's own name
     (re.compile(r"cats-dogs-report"), "report"),
     (re.compile(r"-m pipeline\.summary"), "summary"),
@@ -137,6 +138,11 @@ def main() -> None:
     print(f"cached rerun at {sizes[-1]} images: {cached.seconds:.1f} s, peak RSS "
           f"{cached.peak_rss / 2**30:.2f} GiB ({cached.seconds / largest.seconds:.2f}x the "
           "first run)")
+    statistics_peaks = [run.phases.get("StatisticsGen", (0.0, 0))[1] / 2**30
+                        for run in (smallest, largest)]
+    print(f"StatisticsGen peak RSS: {statistics_peaks[0]:.2f} GiB at {sizes[0]} images, "
+          f"{statistics_peaks[1]:.2f} GiB at {sizes[-1]} "
+          f"({statistics_peaks[1] - statistics_peaks[0]:+.2f} GiB)")
     growth = sizes[-1] / sizes[0]
     print(f"scaling {sizes[-1]}/{sizes[0]} images: time x{largest.seconds / smallest.seconds:.1f}, "
           f"peak RSS x{largest.peak_rss / smallest.peak_rss:.2f} for data x{growth:.0f} "

@@ -20,7 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from pipeline import summary
+from metadata.runs import latest_run_summary
 from pipeline.config import PipelineConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def run_pipeline(data_root: str, work: Path) -> tuple[float, float, bool]:
         subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline"], env=environment,
                        stdout=log, stderr=subprocess.STDOUT, check=True)
     seconds = time.time() - start
-    run = summary.latest_run_summary(PipelineConfig.from_env(environment))
+    run = latest_run_summary(PipelineConfig.from_env(environment).metadata_path)
     return run.metrics["binary_accuracy"], seconds, run.blessed
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-SPLITS = ("training_set", "test_set")
+from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER
+
+SPLITS = (TRAIN_SPLIT_FOLDER, EVAL_SPLIT_FOLDER)
 CLASSES = ("cats", "dogs")
 FILE_PREFIX = {"cats": "cat", "dogs": "dog"}
 MANIFEST_NAME = "manifest.json"
@@ -50,7 +52,7 @@ FUR_PALETTE = np.array(
 
 def file_number(split, index, train_per_class):
     """Kaggle's file number for the index-th (0-based) image of a split: test continues after train."""
-    return index + 1 if split == "training_set" else train_per_class + index + 1
+    return index + 1 if split == TRAIN_SPLIT_FOLDER else train_per_class + index + 1
 
 
 def image_rng(seed, split, class_name, number):
@@ -264,8 +266,8 @@ def _shrink(points, factor):
 def _manifest(train_per_class, test_per_class, seed):
     """What manifest.json records: everything that determines the files, and the counts."""
     counts = {
-        "training_set": {name: train_per_class for name in CLASSES},
-        "test_set": {name: test_per_class for name in CLASSES},
+        TRAIN_SPLIT_FOLDER: {name: train_per_class for name in CLASSES},
+        EVAL_SPLIT_FOLDER: {name: test_per_class for name in CLASSES},
     }
     return {
         "generator": "data.generate",
@@ -279,7 +281,7 @@ def _manifest(train_per_class, test_per_class, seed):
 
 def _image_keys(train_per_class, test_per_class):
     """(split, class, file number) of every image, in Kaggle's numbering."""
-    per_split = {"training_set": train_per_class, "test_set": test_per_class}
+    per_split = {TRAIN_SPLIT_FOLDER: train_per_class, EVAL_SPLIT_FOLDER: test_per_class}
     return [
         (split, class_name, file_number(split, index, train_per_class))
         for split in SPLITS

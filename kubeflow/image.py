@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "kubeflow/Dockerfile"
 # What the Dockerfile copies into the image: the lock, the package and its sources.
 IMAGE_FILES = ("requirements.lock", "setup.py", "pyproject.toml", DOCKERFILE)
-IMAGE_PACKAGES = ("pipeline", "components", "models", "data", "kubeflow", "reports")
+IMAGE_PACKAGES = ("pipeline", "components", "models", "data", "kubeflow", "reports", "metadata")
 FINGERPRINT_LENGTH = 12
 
 

@@ -1,7 +1,7 @@
 """Names shared by ingestion, Transform, Trainer and Evaluator: features and signatures."""
 
 # Raw features, as written by the image ExampleGen.
-IMAGE_KEY = "image_raw"  # encoded image bytes, exactly as read from disk
+IMAGE_KEY = "image_raw"  # encoded image bytes as read (photos with an EXIF orientation: upright PNG)
 LABEL_KEY = "label"  # int64 class index into the sorted class names
 LABEL_NAME_KEY = "label_name"  # class folder name, e.g. "cats"
 FILE_NAME_KEY = "file_name"  # path relative to the split folder, e.g. "cats/cat.1.jpg"

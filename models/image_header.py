@@ -1,6 +1,6 @@
 """What an encoded image claims before it is decoded, and the image turned upright.
 
-Ingestion (components/image_files.py) and serving (models/serving.py) both read images
+Ingestion (components/image_example_gen/image_file.py) and serving (models/serving.py) both read images
 through these functions: what one refuses the other refuses, and a photo that ingestion
 stores upright is served upright, pixel for pixel.
 

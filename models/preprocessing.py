@@ -9,6 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from models import features
+from models.model_config import TransformConfig
 
 # Keeps the division finite for a channel with (near) zero variance.
 _VARIANCE_EPSILON = 1e-6
@@ -27,7 +28,7 @@ def decode_and_resize(image_bytes: tf.Tensor, image_size_px: int) -> tf.Tensor:
 
 def preprocessing_fn(inputs: dict[str, tf.Tensor], custom_config: dict[str, Any]):
     """TFT entry point: raw image bytes -> normalised float image; label passed through."""
-    size = custom_config["image_size_px"]
+    size = TransformConfig.from_custom_config(custom_config).image_size_px
     image_bytes = tf.reshape(inputs[features.IMAGE_KEY], [-1])
     images = tf.map_fn(
         lambda encoded: decode_and_resize(encoded, size),

@@ -6,19 +6,15 @@ then global average pooling and a softmax classifier.
 """
 import tensorflow as tf
 
+# The depth table (depth -> block type, blocks per stage) is data the pipeline's config
+# also reads, so it lives in a module without TensorFlow.
+from models.model_config import RESNET_STAGES
+
 layers = tf.keras.layers
 
 BN_EPSILON = 1e-5
 STAGE_FILTERS = (64, 128, 256, 512)
 BOTTLENECK_EXPANSION = 4
-
-RESNET_STAGES = {
-    18: ("basic", [2, 2, 2, 2]),
-    34: ("basic", [3, 4, 6, 3]),
-    50: ("bottleneck", [3, 4, 6, 3]),
-    101: ("bottleneck", [3, 4, 23, 3]),
-    152: ("bottleneck", [3, 8, 36, 3]),
-}
 
 
 def conv_bn(x, filters, kernel_size, strides, name, bn_momentum,
@@ -39,7 +35,7 @@ def conv_bn(x, filters, kernel_size, strides, name, bn_momentum,
         gamma_initializer="zeros" if zero_gamma else "ones", name=f"{name}_bn")(x)
 
 
-def stem(x, filters, bn_momentum=0.9):
+def stem(x, filters, bn_momentum):
     """conv1: 7x7/2 convolution, BN, ReLU, then 3x3/2 max-pool."""
     x = conv_bn(x, filters, 7, 2, "stem_conv", bn_momentum)
     x = layers.ReLU(name="stem_relu")(x)
@@ -47,7 +43,7 @@ def stem(x, filters, bn_momentum=0.9):
     return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
 
-def projection_shortcut(x, filters, strides, name, bn_momentum=0.9):
+def projection_shortcut(x, filters, strides, name, bn_momentum):
     """1x1 strided convolution + BN matching the residual branch's shape (option B)."""
     return conv_bn(x, filters, 1, strides, f"{name}_proj", bn_momentum)
 
@@ -58,7 +54,7 @@ def _shortcut(x, out_filters, strides, name, bn_momentum):
     return projection_shortcut(x, out_filters, strides, name, bn_momentum)
 
 
-def basic_block(x, filters, strides, name, bn_momentum=0.9):
+def basic_block(x, filters, strides, name, bn_momentum):
     """Two 3x3 convolutions with a shortcut; output has `filters` channels."""
     shortcut = _shortcut(x, filters, strides, name, bn_momentum)
     y = conv_bn(x, filters, 3, strides, f"{name}_conv1", bn_momentum)
@@ -70,7 +66,7 @@ def basic_block(x, filters, strides, name, bn_momentum=0.9):
     return layers.ReLU(name=f"{name}_out")(y)
 
 
-def bottleneck_block(x, filters, strides, name, bn_momentum=0.9):
+def bottleneck_block(x, filters, strides, name, bn_momentum):
     """1x1 reduce, 3x3, 1x1 expand (x4) with a shortcut; output has 4 * `filters` channels."""
     out_filters = filters * BOTTLENECK_EXPANSION
     shortcut = _shortcut(x, out_filters, strides, name, bn_momentum)
@@ -94,8 +90,12 @@ def _scaled(filters, width_multiplier):
     return max(1, int(round(filters * width_multiplier)))
 
 
-def build_resnet(depth, num_classes, input_shape, width_multiplier=1.0, bn_momentum=0.9):
-    """ResNet-`depth` classifier (channels_last) ending in a softmax over `num_classes`."""
+def build_resnet(depth, num_classes, input_shape, *, bn_momentum, width_multiplier=1.0):
+    """ResNet-`depth` classifier (channels_last) ending in a softmax over `num_classes`.
+
+    `bn_momentum` is required: its default, and why it is not Keras' 0.99, is
+    PipelineConfig.bn_momentum's.
+    """
     if depth not in RESNET_STAGES:
         raise ValueError(
             f"Unsupported ResNet depth {depth!r}; allowed depths: {sorted(RESNET_STAGES)}")

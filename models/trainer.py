@@ -1,13 +1,13 @@
 """Trainer: the ResNet trained under MirroredStrategy on the transformed examples.
 
-TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config` (built by
-`PipelineConfig.model_config()`).
+TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config`, a
+`ModelConfig` as JSON (built by `PipelineConfig.model_config()`).
 """
 import hashlib
 import json
 import math
 import os
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features, resnet, serving
+from models.model_config import ModelConfig
 
 # Beside the Model artifact's Format-Serving/: the weights and the architecture they fit,
 # for the next run's warm start. The Pusher copies only Format-Serving/.
@@ -39,16 +40,14 @@ _CONTRAST_JITTER = 0.2
 _EVALUATIONS_PER_RUN = 10
 
 
-def distribution_strategy(custom_config: Optional[Mapping[str, Any]] = None
-                          ) -> tf.distribute.Strategy:
-    """The strategy custom_config["distribution_strategy"] names ("mirrored" if unset).
+def distribution_strategy(name: str) -> tf.distribute.Strategy:
+    """The strategy `name` (ModelConfig.distribution_strategy) names.
 
     "mirrored": all visible GPUs of this machine, else the CPU's logical devices.
     "multi_worker_mirrored": all GPUs of every worker of the cluster that this process's
     TF_CONFIG environment variable describes (set per worker by its launcher).
     """
-    custom_config = custom_config or {}
-    if custom_config.get("distribution_strategy", "mirrored") == "multi_worker_mirrored":
+    if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
@@ -103,47 +102,47 @@ def switched_on(setting: str) -> bool:
     return setting == "on" or (setting == "auto" and bool(tf.config.list_logical_devices("GPU")))
 
 
-def build_model(config: Mapping[str, Any]) -> tf.keras.Model:
+def build_model(config: ModelConfig) -> tf.keras.Model:
     """The ResNet the config describes, not compiled."""
     # Float16 compute with float32 weights; set before any layer is built.
     tf.keras.mixed_precision.set_global_policy(
-        "mixed_float16" if switched_on(config["mixed_precision"]) else "float32")
-    size = config["image_size_px"]
+        "mixed_float16" if switched_on(config.mixed_precision) else "float32")
+    size = config.image_size_px
     return resnet.build_resnet(
-        depth=config["resnet_depth"],
-        num_classes=len(config["class_names"]),
+        depth=config.resnet_depth,
+        num_classes=len(config.class_names),
         input_shape=(size, size, 3),
-        width_multiplier=config["width_multiplier"],
-        bn_momentum=config["bn_momentum"],
+        width_multiplier=config.width_multiplier,
+        bn_momentum=config.bn_momentum,
     )
 
 
-def build_and_compile_model(config: Mapping[str, Any], train_steps: int) -> tf.keras.Model:
+def build_and_compile_model(config: ModelConfig, train_steps: int) -> tf.keras.Model:
     """The ResNet with its optimizer; call inside the strategy's scope."""
     return compile_model(build_model(config), config, train_steps)
 
 
-def compile_model(model: tf.keras.Model, config: Mapping[str, Any],
+def compile_model(model: tf.keras.Model, config: ModelConfig,
                   train_steps: int) -> tf.keras.Model:
     """AdamW with linear warm-up then cosine decay to zero at train_steps; the train step
     XLA-compiled if set."""
-    warmup_steps = min(config["warmup_steps"], train_steps - 1)
+    warmup_steps = min(config.warmup_steps, train_steps - 1)
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0,
         decay_steps=train_steps - warmup_steps,
-        warmup_target=config["learning_rate"],
+        warmup_target=config.learning_rate,
         warmup_steps=warmup_steps,
     )
     optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule,
-                                          weight_decay=config["weight_decay"])
+                                          weight_decay=config.weight_decay)
     # Decaying BatchNorm's scale and shift only fights the normalisation.
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     # Under mixed_float16, compile() wraps the optimizer with dynamic loss scaling.
     model.compile(
         optimizer=optimizer,
-        loss=SmoothedSparseCrossentropy(config["label_smoothing"]),
+        loss=SmoothedSparseCrossentropy(config.label_smoothing),
         metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=switched_on(config["jit_compile"]),
+        jit_compile=switched_on(config.jit_compile),
     )
     return model
 
@@ -195,11 +194,13 @@ class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
             epoch + 1, logs["accuracy"], logs["val_accuracy"], logs["loss"], logs["val_loss"])
 
 
-def architecture(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: config[key] for key in ARCHITECTURE_KEYS}
+def architecture(config: ModelConfig) -> dict[str, Any]:
+    """The ARCHITECTURE_KEYS settings as JSON values, as saved beside earlier models."""
+    custom_config = config.to_custom_config()
+    return {key: custom_config[key] for key in ARCHITECTURE_KEYS}
 
 
-def save_training_state(model: tf.keras.Model, config: Mapping[str, Any],
+def save_training_state(model: tf.keras.Model, config: ModelConfig,
                         serving_model_dir: str) -> None:
     state_dir = os.path.join(os.path.dirname(serving_model_dir), TRAINING_STATE_DIR)
     model.save_weights(os.path.join(state_dir, "weights"))
@@ -207,7 +208,7 @@ def save_training_state(model: tf.keras.Model, config: Mapping[str, Any],
         json.dump(architecture(config), file)
 
 
-def warm_start(model: tf.keras.Model, config: Mapping[str, Any],
+def warm_start(model: tf.keras.Model, config: ModelConfig,
                base_model_dir: Optional[str]) -> str:
     """Loads the base model's weights when its architecture matches; logs and returns
     what it did."""
@@ -265,13 +266,13 @@ def training_length(num_examples: int, global_batch_size: int, train_epochs: int
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
-    config = fn_args.custom_config
+    config = ModelConfig.from_custom_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    strategy = distribution_strategy(config)
-    global_batch_size = config["batch_size_per_replica"] * strategy.num_replicas_in_sync
+    strategy = distribution_strategy(config.distribution_strategy)
+    global_batch_size = config.batch_size_per_replica * strategy.num_replicas_in_sync
     num_examples = count_examples(fn_args.train_files)
     steps_per_epoch, train_steps = training_length(
-        num_examples, global_batch_size, config["train_epochs"], fn_args.train_steps)
+        num_examples, global_batch_size, config.train_epochs, fn_args.train_steps)
     epochs = math.ceil(train_steps / steps_per_epoch)
     logging.info("Training on %d replica(s), global batch %d: %d steps (%d epochs of %d "
                  "examples).", strategy.num_replicas_in_sync, global_batch_size, train_steps,
@@ -309,6 +310,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         ],
         verbose=2,
     )
-    serving.export_serving_model(model, tf_transform_output, config["class_names"],
-                                 config["max_image_pixels"], fn_args.serving_model_dir)
+    serving.export_serving_model(model, tf_transform_output, list(config.class_names),
+                                 config.max_image_pixels, fn_args.serving_model_dir,
+                                 config.test_time_flip)
     save_training_state(model, config, fn_args.serving_model_dir)

@@ -5,15 +5,14 @@ import dataclasses
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, TypeVar
 
-from models import resnet
+from components.image_example_gen.defaults import (
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
+from data.folders import EVAL_SPLIT_FOLDER, GLOB_CHARACTERS, TRAIN_SPLIT_FOLDER
+from models.model_config import (
+    DISTRIBUTION_STRATEGIES, GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig)
 
-# How the Trainer spreads over devices: one machine's GPUs, or several machines'.
-DISTRIBUTION_STRATEGIES = ("mirrored", "multi_worker_mirrored")
-GPU_SPEEDUP_SETTINGS = ("auto", "on", "off")
-# What file pattern matching (TFX's, Beam's, TensorFlow's) reads as wildcards.
-GLOB_CHARACTERS = "*?["
 # The project's own package description: what a Beam worker needs besides Beam itself.
 SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
 # Where kubeflow/Dockerfile puts it in the image.
@@ -53,11 +52,12 @@ class PipelineConfig:
 
     # Ingestion and serving: an image whose header claims more pixels is rejected before
     # decoding (decompression bombs); a split rejecting a larger fraction fails the run.
-    max_image_pixels: int = 50_000_000
-    max_rejected_fraction: float = 0.05
+    # (Defaults: ImageExampleGen's own.)
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION
     # Ingestion reads each file whole into memory and into its tf.Example: a larger file
     # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
-    max_file_bytes: int = 64 * 2 ** 20
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
     # Transform.
     image_size_px: int = 64
@@ -83,6 +83,10 @@ class PipelineConfig:
     # The targets' weight moved from the true class to uniform: a from-scratch model on a
     # few thousand photos otherwise drives its logits to extremes.
     label_smoothing: float = 0.1
+
+    # Serving (and so TFMA's evaluation): average the predictions for the image and its
+    # mirror image, at twice the compute per prediction.
+    test_time_flip: bool = True
 
     # Evaluation: the candidate is blessed only if it clears both thresholds.
     min_accuracy: float = 0.7
@@ -156,8 +160,8 @@ class PipelineConfig:
             value = getattr(self, name)
             _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
                    name, "a positive integer", value)
-        _check(self.resnet_depth in resnet.RESNET_STAGES, "resnet_depth",
-               f"one of {sorted(resnet.RESNET_STAGES)}", self.resnet_depth)
+        _check(self.resnet_depth in RESNET_STAGES, "resnet_depth",
+               f"one of {sorted(RESNET_STAGES)}", self.resnet_depth)
         _check(self.width_multiplier > 0, "width_multiplier", "a positive number",
                self.width_multiplier)
         _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", "a number in (0, 1)",
@@ -221,7 +225,8 @@ class PipelineConfig:
         """A local data root that is missing stops a run before any work starts."""
         if "://" not in self.data_root and not Path(self.data_root).is_dir():
             raise ValueError(f"Invalid setting data_root={self.data_root!r}: expected a folder "
-                             "in the Kaggle layout (training_set/, test_set/); it does not exist.")
+                             f"in the Kaggle layout ({TRAIN_SPLIT_FOLDER}/, "
+                             f"{EVAL_SPLIT_FOLDER}/); it does not exist.")
 
     # Absolute paths (or URIs), all under output_dir so that one setting moves everything.
     @property
@@ -262,36 +267,28 @@ class PipelineConfig:
         return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
                 f"--setup_file={setup_file}"]
 
-    def transform_config(self) -> dict[str, Any]:
-        """Transform's `custom_config`: only what the transform depends on, so that a
-        training knob changed does not recompute the transform."""
-        return {"image_size_px": self.image_size_px}
+    def transform_config(self) -> TransformConfig:
+        """Transform's settings; `.to_custom_config()` is its `custom_config`."""
+        return _settings_of(TransformConfig, self)
 
-    def model_config(self) -> dict[str, Any]:
-        """The knobs the Trainer needs, as its JSON `custom_config`."""
-        return {
-            "class_names": list(self.class_names),
-            "image_size_px": self.image_size_px,
-            "max_image_pixels": self.max_image_pixels,
-            "resnet_depth": self.resnet_depth,
-            "width_multiplier": self.width_multiplier,
-            "bn_momentum": self.bn_momentum,
-            "weight_decay": self.weight_decay,
-            "batch_size_per_replica": self.batch_size_per_replica,
-            "train_epochs": self.train_epochs,
-            "label_smoothing": self.label_smoothing,
-            "learning_rate": self.learning_rate,
-            "warmup_steps": self.warmup_steps,
-            "distribution_strategy": self.distribution_strategy,
-            "mixed_precision": self.mixed_precision,
-            "jit_compile": self.jit_compile,
-        }
+    def model_config(self) -> ModelConfig:
+        """The Trainer's settings; `.to_custom_config()` is its `custom_config`."""
+        return _settings_of(ModelConfig, self)
 
 
 def _absolute(base: str, *parts: str) -> str:
     """`base/parts...`, made absolute unless `base` is a URI such as gs://bucket."""
     joined = "/".join([base.rstrip("/"), *parts])
     return joined if "://" in base else str(Path(joined).absolute())
+
+
+_Settings = TypeVar("_Settings")
+
+
+def _settings_of(settings_type: type[_Settings], config: PipelineConfig) -> _Settings:
+    """A `settings_type` dataclass whose fields are `config`'s fields of the same names."""
+    return settings_type(**{field.name: getattr(config, field.name)
+                            for field in dataclasses.fields(settings_type)})
 
 
 def _check(ok: bool, name: str, allowed: str, value: Any) -> None:

@@ -5,16 +5,19 @@ Every runner (local, Kubeflow) builds its pipeline with this one function.
 from pathlib import Path
 from typing import Optional
 
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format, wrappers_pb2
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 from tfx.dsl.input_resolution import canned_resolver_functions
 
 import models
 from components import atomic_pusher, pushed_baseline
-from components.image_example_gen import ImageExampleGen, default_input_config
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.layout import default_input_config
 from models import features
 from pipeline.config import LOCAL, PipelineConfig
 
@@ -32,6 +35,20 @@ TRAINER_ID = "Trainer"
 BASELINE_ID = "latest_blessed_model_resolver"
 # Argo reads "_" in a task name as an operator of its dependency expressions.
 PUSHED_BASELINE_ID = "latest-pushed-model"
+
+
+def statistics_options() -> tfdv.StatsOptions:
+    """StatisticsGen's options: the image is bytes, not a category.
+
+    Left to itself TFDV takes the encoded images for a categorical string and keeps
+    top-k and unique counts over every distinct value, each a whole JPEG: its memory grew
+    with the data (benchmarks/RESULTS.md, section 5). A schema feature with an
+    `image_domain` makes it a bytes feature (sizes only, no value counts). TFDV reads the
+    other features' types from the data, as without a schema.
+    """
+    image = schema_pb2.Feature(name=features.IMAGE_KEY, type=schema_pb2.BYTES,
+                               image_domain=schema_pb2.ImageDomain())
+    return tfdv.StatsOptions(schema=schema_pb2.Schema(feature=[image]))
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
@@ -105,7 +122,8 @@ def create_pipeline(
         max_file_bytes=config.max_file_bytes,
         input_config=default_input_config(in_spans=config.spans),
     )
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], stats_options=statistics_options())
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
     example_validator = tfx.components.ExampleValidator(
@@ -149,7 +167,7 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         **({"preprocessing_fn": PREPROCESSING_FN} if on_cluster
            else {"module_file": PREPROCESSING_MODULE}),
-        custom_config=config.transform_config(),
+        custom_config=config.transform_config().to_custom_config(),
         analyzer_cache=analyzer_cache,
         disable_analyzer_cache=not config.spans,
         # Its pre- and post-transform statistics (of JPEG bytes and of 12,288 pixel values
@@ -167,7 +185,7 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(),
         base_model=(latest_blessed_model.outputs["model"]
                     if config.spans and config.warm_start else None),
-        custom_config=config.model_config(),
+        custom_config=config.model_config().to_custom_config(),
     ).with_id(TRAINER_ID)
     evaluator = pushed_baseline.Evaluator(
         examples=example_gen.outputs["examples"],

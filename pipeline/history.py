@@ -2,18 +2,19 @@
 import sys
 from pathlib import Path
 
-from pipeline import summary
+from metadata.runs import summarize_run
+from metadata.store import open_store, pipeline_runs
 from pipeline.config import PipelineConfig
 
 COLUMNS = ("run", "spans", "eval accuracy", "blessed", "pushed version")
 
 
 def history_rows(config: PipelineConfig) -> list[tuple[str, ...]]:
-    store = summary.metadata_store_of(config)
+    store = open_store(config.metadata_path)
     rows = []
-    for run in summary.pipeline_runs(store):
+    for run in pipeline_runs(store):
         try:
-            run_summary = summary.summarize_run(store, run)
+            run_summary = summarize_run(store, run)
         except LookupError:
             rows.append((run.name, "-", "-", "incomplete run", "-"))
             continue

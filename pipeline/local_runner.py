@@ -15,7 +15,8 @@ from pathlib import Path
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import run_lock, summary
+from metadata.store import open_store, pipeline_runs
+from pipeline import run_lock
 from pipeline.config import PipelineConfig
 from models.trainer import TRAINING_BACKUPS_DIR
 from pipeline.definition import TRAINER_ID, create_pipeline
@@ -47,7 +48,7 @@ def run() -> None:
 
 def ran_since(config: PipelineConfig, started: float) -> bool:
     try:
-        runs = summary.pipeline_runs(summary.metadata_store_of(config))
+        runs = pipeline_runs(open_store(config.metadata_path))
     except LookupError:
         return False
     return bool(runs) and runs[-1].create_time_since_epoch >= int(started * 1000)

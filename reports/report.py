@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from metadata.runs import RunEvaluation, run_evaluation
 from pipeline.config import PipelineConfig
 from reports import charts, paths, render
 from reports.evaluation import CANDIDATE, DECISION_THRESHOLD, Evaluation, load_evaluation
 from reports.predictions import Prediction, most_confidently_wrong, predict_eval_split
-from reports.runs import RunArtifacts, find_run
 from reports.training import Curves, read_training_curves
 
 # The metric the slice charts draw, and the pipeline's thresholds are on.
@@ -21,7 +21,7 @@ GALLERY_SIZE = 12
 
 @dataclasses.dataclass(frozen=True)
 class RunReport:
-    run: RunArtifacts
+    run: RunEvaluation
     evaluation: Evaluation
     class_names: list[str]  # index 1 is the positive class
     predictions: list[Prediction]
@@ -43,14 +43,14 @@ class RunReport:
 
 
 def build_run_report(config: PipelineConfig, run: str | None = None) -> RunReport:
-    artifacts = find_run(config, run)
+    evaluated = run_evaluation(config.metadata_path, run)
     return RunReport(
-        run=artifacts,
-        evaluation=load_evaluation(artifacts.evaluation_uri),
+        run=evaluated,
+        evaluation=load_evaluation(evaluated.evaluation_uri),
         class_names=list(config.class_names),
-        predictions=predict_eval_split(artifacts.model_uri, artifacts.eval_examples_uri),
-        training_curves=(read_training_curves(artifacts.model_run_uri)
-                         if artifacts.model_run_uri else {}),
+        predictions=predict_eval_split(evaluated.model_uri, evaluated.eval_examples_uri),
+        training_curves=(read_training_curves(evaluated.model_run_uri)
+                         if evaluated.model_run_uri else {}),
     )
 
 

@@ -5,10 +5,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-from ml_metadata import metadata_store
-from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
-from tfx import v1 as tfx
+
+from metadata.store import component_states, open_store
 
 
 def encode_image(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
@@ -27,7 +26,7 @@ def small_model_config() -> dict:
     """The Trainer's custom_config for unit tests: the defaults, shrunk."""
     from pipeline.config import PipelineConfig
 
-    return {**PipelineConfig().model_config(), "image_size_px": TEST_IMAGE_SIZE_PX,
+    return {**PipelineConfig().model_config().to_custom_config(), "image_size_px": TEST_IMAGE_SIZE_PX,
             "width_multiplier": 0.125, "batch_size_per_replica": 4, "train_epochs": 2,
             "learning_rate": 1e-2, "warmup_steps": 1}
 
@@ -61,16 +60,7 @@ def analyze_and_transform(raw_examples, temp_dir):
 
 def execution_states(config, run_id: str) -> dict[str, str]:
     """The MLMD execution state of each component in one pipeline run."""
-    store = metadata_store.MetadataStore(
-        tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path))
-    run = store.get_context_by_type_and_name("pipeline_run", run_id)
-    states = {}
-    for execution in store.get_executions_by_context(run.id):
-        [node] = [context for context in store.get_contexts_by_execution(execution.id)
-                  if context.type == "node"]
-        name = node.name.removeprefix(f"{config.pipeline_name}.")
-        states[name] = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-    return states
+    return component_states(open_store(config.metadata_path), run_id, config.pipeline_name)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from data.generate import generate_dataset
-from pipeline import summary
+from metadata.runs import latest_run_summary
 from pipeline.config import PipelineConfig
 from tests.helpers import run_make, serving_versions
 
@@ -54,7 +54,7 @@ def blessed_pipeline(tmp_path_factory):
     }
     run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
-    good = summary.latest_run_summary(config)
+    good = latest_run_summary(config.metadata_path)
     assert good.blessed and good.pushed_model_dir
     return {"environment": environment, "work": work, "config": config, "good": good}
 
@@ -68,7 +68,7 @@ def test_a_model_trained_on_shuffled_labels_is_never_blessed(blessed_pipeline, s
                                   shuffled_root, seed)
 
     run_make("pipeline", {**blessed_pipeline["environment"], "DATA_ROOT": str(shuffled_root)})
-    candidate = summary.latest_run_summary(config)
+    candidate = latest_run_summary(config.metadata_path)
 
     assert candidate.run_id != good.run_id
     assert not candidate.blessed

@@ -1,9 +1,15 @@
-"""PipelineConfig: defaults, checks that name the setting, environment overrides."""
+"""PipelineConfig: defaults, checks that name the setting, environment overrides, and
+a cheap import."""
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from pipeline.config import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_valid_and_paths_land_under_output_dir(tmp_path):
@@ -68,3 +74,14 @@ def test_a_missing_data_root_is_named(tmp_path):
 def test_a_setting_that_would_misdirect_paths_is_refused(setting, value, allowed):
     with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):
         PipelineConfig(**{setting: value})
+
+
+def test_reading_the_config_loads_neither_tensorflow_nor_tfx():
+    """Tools that only read settings (kubeflow submit, the report) start in a blink."""
+    # In a fresh process: this one has both from the other test modules and conftest.
+    script = ("import sys, pipeline.config; "
+              "print(sorted({'tensorflow', 'tfx'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "[]"

@@ -1,9 +1,17 @@
-"""create_pipeline: the components, their dependencies and the blessing thresholds."""
+"""create_pipeline: the components, their dependencies, the blessing thresholds and the
+statistics options."""
 import pytest
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from components.image_example_gen.image_example import image_example
+from components.image_example_gen.image_file import ImageFile
+from models import features
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline, eval_config
+from tests.helpers import encode_image
 
 
 def test_pipeline_wiring_and_thresholds_from_config(tmp_path):
@@ -47,3 +55,34 @@ def test_a_single_dataset_has_no_analyzer_cache_so_transform_can_come_from_cache
     components = {component.id: component
                   for component in create_pipeline(PipelineConfig(output_dir=str(tmp_path))).components}
     assert "analyzer_cache" not in components["Transform"].inputs
+
+
+def test_statistics_of_the_image_are_bytes_statistics_not_top_values(tmp_path):
+    """Every encoded image is a distinct value: as a categorical string, TFDV would keep
+    counts of each (memory growing with the data). The rest is as TFDV infers it."""
+    components = {component.id: component
+                  for component in create_pipeline(PipelineConfig(output_dir=str(tmp_path))).components}
+    options = tfdv.StatsOptions.from_json(
+        components["StatisticsGen"].exec_properties["stats_options_json"])
+    path = str(tmp_path / "examples.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(6):
+            image = ImageFile(encode_image(20 + i, 16, seed=i), height=16, width=20 + i)
+            class_name = ("cats", "dogs")[i % 2]
+            writer.write(image_example(image, i % 2, class_name, f"{class_name}/{i}.jpg")
+                         .SerializeToString())
+
+    statistics = tfdv.generate_statistics_from_tfrecord(path, stats_options=options)
+    by_name = {feature.path.step[0]: feature for feature in statistics.datasets[0].features}
+    image_stats = by_name[features.IMAGE_KEY]
+    assert image_stats.type == statistics_pb2.FeatureNameStatistics.BYTES
+    assert image_stats.WhichOneof("stats") == "bytes_stats"
+    assert image_stats.bytes_stats.max_num_bytes > 0
+    label_name_stats = by_name[features.LABEL_NAME_KEY]
+    assert {value.value for value in label_name_stats.string_stats.top_values} == {"cats", "dogs"}
+    assert by_name[features.LABEL_KEY].WhichOneof("stats") == "num_stats"
+
+    # What SchemaGen infers from them, and Transform and the Trainer read.
+    schema = tfdv.infer_schema(statistics, infer_feature_shape=True)
+    assert tfdv.get_feature(schema, features.IMAGE_KEY).type == schema_pb2.BYTES
+    assert tfdv.get_feature(schema, features.LABEL_KEY).type == schema_pb2.INT

@@ -1,4 +1,5 @@
-"""Tests for components/image_example_gen.py: layout checks (fast) and one real TFX run."""
+"""Tests for components/image_example_gen/: layout, settings, executor and report checks
+(fast), and one real TFX run."""
 import glob
 import io
 import json
@@ -14,17 +15,12 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import image_example_gen
-from components.image_example_gen import (
-    REPORT_FILE_NAME,
-    Executor,
-    ImageExampleGen,
-    check_rejected_fraction,
-    custom_config_to_dict,
-    default_input_config,
-    scan_layout,
-)
-from components.image_examples import orientation, size_bucket
+from components.image_example_gen import executor
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.image_example import orientation, size_bucket
+from components.image_example_gen.layout import default_input_config, scan_layout
+from components.image_example_gen.report import REPORT_FILE_NAME, check_rejected_fraction
+from components.image_example_gen.settings import custom_config_to_dict
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -166,7 +162,8 @@ def test_executor_fails_on_layout_before_beam(tmp_path):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "out")
     with pytest.raises(ValueError, match="test_set"):
-        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, _exec_properties(root))
+        executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                               _exec_properties(root))
     assert not os.path.exists(tmp_path / "out")  # nothing written: no Beam work happened
 
 
@@ -176,25 +173,25 @@ def test_a_data_root_with_a_wildcard_is_refused_before_beam(tmp_path, folder):
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "out")
     with pytest.raises(ValueError, match=rf"Data root {re.escape(root)} contains .*wildcards"):
-        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+        executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
                       _exec_properties(root, ["cats", "dogs"]))
     assert not os.path.exists(tmp_path / "out")
 
 
 def test_a_failed_ingestion_leaves_no_scratch_files(tmp_path, monkeypatch):
     root = make_dataset(tmp_path / "data")
-    real_scan_layout = image_example_gen.scan_layout
+    real_scan_layout = executor.scan_layout
 
     def scan_then_add_a_file(*args, **kwargs):  # a file arrives while ingestion runs
         counts = real_scan_layout(*args, **kwargs)
         _write(os.path.join(root, "training_set/cats/late.jpg"), _image_bytes(8, 8))
         return counts
 
-    monkeypatch.setattr(image_example_gen, "scan_layout", scan_then_add_a_file)
+    monkeypatch.setattr(executor, "scan_layout", scan_then_add_a_file)
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "out")
     with pytest.raises(RuntimeError, match="changed during ingestion"):
-        Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+        executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
                       _exec_properties(root, ["cats", "dogs"]))
     assert not os.path.exists(tmp_path / "out" / ".ingestion_tmp")
 
@@ -285,7 +282,7 @@ def test_features_of_a_known_file(ingested):
     assert _feature(dog, LABEL_NAME_KEY) == b"dogs"
     assert (_feature(dog, WIDTH_KEY), _feature(dog, HEIGHT_KEY)) == GOOD["training_set/dogs/dog.1.jpg"]
     with open(os.path.join(root, "training_set/dogs/dog.1.jpg"), "rb") as f:
-        assert _feature(dog, IMAGE_KEY) == f.read()  # bytes exactly as on disk
+        assert _feature(dog, IMAGE_KEY) == f.read()  # as on disk: it has no EXIF orientation
     png = by_name["cats/cat.3.jpg"]
     assert _feature(png, LABEL_KEY) == 0
     assert _feature(png, LABEL_NAME_KEY) == b"cats"

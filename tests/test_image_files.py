@@ -6,8 +6,9 @@ import threading
 import pytest
 import tensorflow as tf
 
-from components.image_examples import ImageToExampleDoFn
-from components.image_files import RejectedFile, ignore_reason, is_ignored, read_image
+from components.image_example_gen.beam_transform import ImageToExampleDoFn
+from components.image_example_gen.image_file import RejectedFile, read_image
+from components.image_example_gen.layout import ignore_reason, is_ignored
 from models.preprocessing import decode_and_resize
 from tests.bad_inputs import (
     IGNORED_FILE_NAMES, accepted_files, gif, png_claiming_size, rejected_files)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from data.generate import generate_dataset
-from pipeline import summary
+from metadata.runs import latest_run_summary
+from metadata.store import open_store, pipeline_runs
 from pipeline.config import PipelineConfig
 from tests.helpers import REPO_ROOT, execution_states, serving_versions
 
@@ -49,7 +50,7 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
     assert process.returncode == -signal.SIGKILL or process.returncode != 0
     serving = Path(config.serving_model_dir)
     assert not serving.exists() or not any(serving.iterdir())
-    interrupted_run = summary.pipeline_runs(summary.metadata_store_of(config))[-1].name
+    interrupted_run = pipeline_runs(open_store(config.metadata_path))[-1].name
     assert execution_states(config, interrupted_run)["Trainer"] == "RUNNING"
 
     rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
@@ -60,7 +61,7 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
     assert "Epoch 1: train accuracy" not in rerun.stderr
     assert "Epoch 4: train accuracy" in rerun.stderr
 
-    run = summary.latest_run_summary(config)
+    run = latest_run_summary(config.metadata_path)
     states = execution_states(config, run.run_id)
     assert {name: states[name] for name in FINISHED_BEFORE_TRAINING} == {
         name: "CACHED" for name in FINISHED_BEFORE_TRAINING}

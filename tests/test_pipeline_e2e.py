@@ -16,8 +16,9 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from data.generate import generate_dataset
+from metadata.runs import latest_run_summary
 from models import features
-from pipeline import run_lock, summary
+from pipeline import run_lock
 from pipeline.config import PipelineConfig
 from reports import paths as report_paths
 from tests.report_checks import browser_checks
@@ -65,7 +66,7 @@ def tiny_run(tmp_path_factory):
     stdout, stderr = first.communicate(timeout=1500)
     assert first.returncode == 0, stdout[-3000:] + stderr[-5000:]
     return {"environment": environment, "config": config, "data_root": data_root,
-            "stdout": stdout, "summary": summary.latest_run_summary(config),
+            "stdout": stdout, "summary": latest_run_summary(config.metadata_path),
             "run_beside": beside, "stale_backup": stale_backup}
 
 
@@ -193,7 +194,7 @@ def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run)
     environment = {**tiny_run["environment"], "MIN_ACCURACY": "1.0"}
     result = run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
-    second = summary.latest_run_summary(config)
+    second = latest_run_summary(config.metadata_path)
 
     assert second.run_id != first.run_id
     assert not second.blessed
@@ -209,7 +210,7 @@ def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run)
 def test_two_runs_compare_side_by_side(tiny_run):
     """After the rerun above: the blessed first run beside the rejected second."""
     config = tiny_run["config"]
-    first, second = tiny_run["summary"].run_id, summary.latest_run_summary(config).run_id
+    first, second = tiny_run["summary"].run_id, latest_run_summary(config.metadata_path).run_id
     assert first != second
     result = run_report_cli(tiny_run["environment"], first, "--compare-with", second)
     assert result.returncode == 0, result.stderr[-3000:]

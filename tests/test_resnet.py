@@ -4,8 +4,10 @@ import pytest
 import tensorflow as tf
 
 from models import resnet
+from pipeline.config import PipelineConfig
 
 IMAGENET_SHAPE = (224, 224, 3)
+BN_MOMENTUM = PipelineConfig().bn_momentum
 TORCHVISION_PARAMS = {
     18: 11_689_512,
     34: 21_797_672,
@@ -26,12 +28,12 @@ _MODELS = {}
 def imagenet_model(depth):
     """Canonical ImageNet ResNet, built once per test session."""
     if depth not in _MODELS:
-        _MODELS[depth] = resnet.build_resnet(depth, 1000, IMAGENET_SHAPE)
+        _MODELS[depth] = resnet.build_resnet(depth, 1000, IMAGENET_SHAPE, bn_momentum=BN_MOMENTUM)
     return _MODELS[depth]
 
 
-def small_model(**kwargs):
-    return resnet.build_resnet(18, 2, (64, 64, 3), width_multiplier=0.25, **kwargs)
+def small_model(bn_momentum=BN_MOMENTUM):
+    return resnet.build_resnet(18, 2, (64, 64, 3), bn_momentum=bn_momentum, width_multiplier=0.25)
 
 
 def trainable_params(model):
@@ -152,9 +154,10 @@ def test_small_model_gradients_are_finite():
 
 def test_width_multiplier_shrinks_parameter_count():
     full = trainable_params(imagenet_model(18))
-    half = trainable_params(resnet.build_resnet(18, 1000, IMAGENET_SHAPE, width_multiplier=0.5))
-    quarter = trainable_params(resnet.build_resnet(18, 1000, IMAGENET_SHAPE,
-                                                   width_multiplier=0.25))
+    half = trainable_params(resnet.build_resnet(
+        18, 1000, IMAGENET_SHAPE, bn_momentum=BN_MOMENTUM, width_multiplier=0.5))
+    quarter = trainable_params(resnet.build_resnet(
+        18, 1000, IMAGENET_SHAPE, bn_momentum=BN_MOMENTUM, width_multiplier=0.25))
     assert quarter < half < full
 
 
@@ -167,4 +170,4 @@ def test_bn_momentum_is_applied_to_every_batch_norm():
 
 def test_unknown_depth_names_allowed_depths():
     with pytest.raises(ValueError, match=r"18, 34, 50, 101, 152"):
-        resnet.build_resnet(42, 2, (64, 64, 3))
+        resnet.build_resnet(42, 2, (64, 64, 3), bn_momentum=BN_MOMENTUM)

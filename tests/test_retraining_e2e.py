@@ -16,7 +16,8 @@ import pytest
 import tensorflow_model_analysis as tfma
 
 from data.generate import generate_dataset
-from pipeline import history, summary
+from metadata.runs import latest_run_summary
+from pipeline import history, registration
 from pipeline.config import PipelineConfig
 from tests.helpers import REPO_ROOT, run_make, serving_versions
 
@@ -68,7 +69,7 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
     add_span(data_root, 1)
     first = run_make("retrain", environment)
     assert "Training from scratch: no blessed model" in logged(first)
-    cycle1 = summary.latest_run_summary(config)
+    cycle1 = latest_run_summary(config.metadata_path)
     assert cycle1.blessed and cycle1.pushed_model_dir
     assert cycle1.spans == [1]
 
@@ -76,12 +77,12 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
     idle = run_make("retrain", environment)
     assert "No new span: span-1 was already ingested. Nothing to do." in idle.stdout
     assert time.monotonic() - started < 60  # no pipeline run: nothing expensive
-    assert summary.latest_run_summary(config).run_id == cycle1.run_id
+    assert latest_run_summary(config.metadata_path).run_id == cycle1.run_id
 
     add_span(data_root, 2)
     second = run_make("retrain", environment)
     assert "Warm start from the latest blessed model's weights" in logged(second)
-    cycle2 = summary.latest_run_summary(config)
+    cycle2 = latest_run_summary(config.metadata_path)
     assert cycle2.spans == [1, 2]  # trained on the window of both spans, evaluated on span 2
     evaluated = tfma.load_eval_result(cycle2.evaluation_uri, model_name="baseline")
     assert evaluated.get_metrics_for_slice()["example_count"]["doubleValue"] == 100
@@ -89,7 +90,7 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
     served_before = serving_versions(config)
     add_span(data_root, 3, swap_training_labels=True)
     third = run_make("retrain", environment)
-    cycle3 = summary.latest_run_summary(config)
+    cycle3 = latest_run_summary(config.metadata_path)
     assert f"Report: {Path(config.output_dir, 'reports')}" in third.stdout
     assert cycle3.spans == [2, 3]
     # Judged against the blessed model on the same span-3 eval images, and found worse.
@@ -126,6 +127,9 @@ def test_a_killed_cycle_keeps_the_lock_while_its_pipeline_run_lives(tmp_path):
                    "OUTPUT_DIR": str(tmp_path / "outputs"),
                    "LOCAL_HOME": str(tmp_path / "tfx_cli_home"),
                    "PIPELINE_NAME": "killed-cycle-test", "RUNNER_PID_FILE": str(runner_pid)}
+    # Registered with this code and these settings: the cycle runs the stand-in as it is.
+    (registered / registration.FINGERPRINT_FILE).write_text(
+        registration.fingerprint(PipelineConfig.from_env(environment)))
     cycle = subprocess.Popen([sys.executable, "-m", "pipeline.retrain"], cwd=REPO_ROOT,
                              env=environment)
     deadline = time.monotonic() + 300

@@ -7,25 +7,32 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.image_files import read_image
+from components.image_example_gen.image_file import read_image
 from models import features, serving, trainer
+from models.model_config import ModelConfig
 from tests import bad_inputs
 from tests.helpers import encode_image, small_model_config
 
-MODEL_CONFIG = small_model_config()
+MODEL_CONFIG = ModelConfig.from_custom_config(small_model_config())
 MAX_IMAGE_PIXELS = 1_000_000
+
+
+def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool):
+    import tensorflow_transform as tft
+
+    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    export_dir = str(tmp_path_factory.mktemp("serving") / "model")
+    serving.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
+                                 list(MODEL_CONFIG.class_names), MAX_IMAGE_PIXELS, export_dir,
+                                 test_time_flip)
+    return tf.saved_model.load(export_dir)
 
 
 @pytest.fixture(scope="module")
 def exported_model(tmp_path_factory, transformed_dataset):
-    import tensorflow_transform as tft
-
     _, _, transform_output_dir = transformed_dataset
-    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
-    export_dir = str(tmp_path_factory.mktemp("serving") / "model")
-    serving.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
-                                 MODEL_CONFIG["class_names"], MAX_IMAGE_PIXELS, export_dir)
-    return tf.saved_model.load(export_dir)
+    assert MODEL_CONFIG.test_time_flip, "the default exports with test-time flips"
+    return export(tmp_path_factory, transform_output_dir, test_time_flip=True)
 
 
 def serve(exported_model, images: list[bytes]) -> dict[str, np.ndarray]:
@@ -50,7 +57,7 @@ def assert_predicted_or_refused(outputs) -> None:
             np.testing.assert_allclose(probabilities.sum(), 1.0, atol=1e-5)
             class_id = outputs[features.PREDICTED_CLASS_KEY][i]
             assert outputs[features.PREDICTED_LABEL_KEY][i].decode() == \
-                MODEL_CONFIG["class_names"][class_id]
+                MODEL_CONFIG.class_names[class_id]
 
 
 def with_header_size(image: bytes, fmt: str, width: int, height: int) -> bytes:
@@ -90,6 +97,29 @@ def test_raw_bytes_and_tf_examples_give_the_same_predictions(exported_model):
                                atol=1e-6)
     np.testing.assert_allclose(by_bytes[features.POSITIVE_PROBABILITY_KEY], probabilities[:, 1])
     assert_predicted_or_refused(by_bytes)
+
+
+def mirrored_png_pair(width: int, height: int) -> list[bytes]:
+    """A random image and its mirror image, losslessly encoded."""
+    pixels = np.random.default_rng(width).integers(0, 256, (height, width, 3), np.uint8)
+    encoded = []
+    for image in (pixels, pixels[:, ::-1]):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def test_with_test_time_flip_a_photo_and_its_mirror_image_get_the_same_prediction(
+        exported_model, tmp_path_factory, transformed_dataset):
+    images = mirrored_png_pair(37, 29)
+    flipped = serve(exported_model, images)[features.PROBABILITIES_KEY]
+    np.testing.assert_allclose(flipped[0], flipped[1], atol=1e-6)
+
+    _, _, transform_output_dir = transformed_dataset
+    plain_model = export(tmp_path_factory, transform_output_dir, test_time_flip=False)
+    plain = serve(plain_model, images)[features.PROBABILITIES_KEY]
+    assert np.abs(plain[0] - plain[1]).max() > 1e-4, "the model alone is not mirror-symmetric"
 
 
 def test_every_image_that_ingestion_accepts_gets_a_prediction(exported_model):

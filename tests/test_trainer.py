@@ -1,4 +1,5 @@
 """Trainer: MirroredStrategy over two replicas, augmentation, warm start."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,9 +10,10 @@ import numpy as np
 import tensorflow as tf
 
 from models import trainer
+from models.model_config import ModelConfig
 from tests.helpers import small_model_config
 
-MODEL_CONFIG = small_model_config()
+MODEL_CONFIG = ModelConfig.from_custom_config(small_model_config())
 
 
 def test_a_training_step_runs_on_two_replicas():
@@ -21,13 +23,14 @@ def test_a_training_step_runs_on_two_replicas():
         import numpy as np
         import tensorflow as tf
         from models import trainer
+        from models.model_config import ModelConfig
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         config = {MODEL_CONFIG!r}
-        strategy = trainer.distribution_strategy()
-        global_batch = config["batch_size_per_replica"] * strategy.num_replicas_in_sync
+        strategy = trainer.distribution_strategy(config.distribution_strategy)
+        global_batch = config.batch_size_per_replica * strategy.num_replicas_in_sync
         images = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
         labels = np.arange(32) % 2
         dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(global_batch)
@@ -71,6 +74,10 @@ def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches
     base = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=4)
     base.fit(images, labels, batch_size=4, epochs=1, verbose=0)  # to the schedule's end
     trainer.save_training_state(base, MODEL_CONFIG, base_model_dir)
+    # As models saved before ModelConfig wrote it, so that they still warm-start.
+    with open(tmp_path / "model" / trainer.TRAINING_STATE_DIR / "architecture.json") as file:
+        assert json.load(file) == {"resnet_depth": 18, "width_multiplier": 0.125,
+                                   "image_size_px": 16, "class_names": ["cats", "dogs"]}
 
     same = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
     assert trainer.warm_start(same, MODEL_CONFIG, base_model_dir).startswith("Warm start")
@@ -83,7 +90,7 @@ def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches
     assert any(not np.array_equal(trained.numpy(), saved.numpy())
                for trained, saved in zip(same.trainable_weights, base.trainable_weights))
 
-    wider = {**MODEL_CONFIG, "width_multiplier": 0.25}
+    wider = dataclasses.replace(MODEL_CONFIG, width_multiplier=0.25)
     assert trainer.warm_start(trainer.build_and_compile_model(wider, train_steps=10), wider,
                               base_model_dir).startswith(
         "Training from scratch: the blessed model's architecture")
@@ -96,7 +103,8 @@ def test_gpu_speedups_are_off_on_cpu_by_default_and_train_when_forced_on():
     assert auto.compute_dtype == "float32" and not auto._jit_compile  # this machine: no GPU
     try:
         forced = trainer.build_and_compile_model(
-            {**MODEL_CONFIG, "mixed_precision": "on", "jit_compile": "on"}, train_steps=10)
+            dataclasses.replace(MODEL_CONFIG, mixed_precision="on", jit_compile="on"),
+            train_steps=10)
         assert forced.layers[1].compute_dtype == "float16"
         assert forced.layers[1].variable_dtype == "float32"
         assert forced.output.dtype == tf.float32  # the softmax stays in float32

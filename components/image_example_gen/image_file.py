@@ -1,57 +1,31 @@
-"""What ingestion accepts as an image file, and why it rejects or ignores the others.
+"""Reading and checking one image file: accepted as an ImageFile, or rejected with the
+reason the ingestion report gives.
 
 The decoder that decides is the one Transform uses later (`tf.io.decode_image`: JPEG,
 PNG, GIF, BMP), so a file that ingestion writes always transforms. Headers are read, and
-photos turned upright, by models/image_header.py, as the serving signature does.
+photos turned upright, by models/image_header.py, as the serving signature does. Which
+files are not even read (hidden, system, not regular files) is layout.py's rule.
 """
 import dataclasses
 import os
 import re
-import stat
 
 import tensorflow as tf
 
 from models import image_header
 
-# Files that operating systems and photo tools leave in folders: never images.
-_SYSTEM_FILE_NAMES = frozenset({"Thumbs.db", "desktop.ini", "Icon\r"})
-_FILE_TYPES = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)",
-               stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a character device",
-               stat.S_ISBLK: "a block device"}
-
 
 class RejectedFile(Exception):
-    """A file that is not ingested; the message is the reason given in the report."""
+    """A file read and not ingested; the message is the reason given in the report."""
 
 
 @dataclasses.dataclass(frozen=True)
 class ImageFile:
-    data: bytes  # what the example stores: the file's bytes, or the upright re-encoding
-    height: int
+    # What the example stores: the file's bytes as read, or, for a photo with an EXIF
+    # orientation, its upright PNG re-encoding.
+    data: bytes
+    height: int  # of the upright image, as Transform decodes it
     width: int
-
-
-def is_ignored(file_name: str) -> bool:
-    """Hidden files (.DS_Store, ._resource forks) and known system files."""
-    return file_name.startswith(".") or file_name in _SYSTEM_FILE_NAMES
-
-
-def ignore_reason(path: str) -> str | None:
-    """Why the file at `path` is not an image to ingest, or None if it may be one: a
-    hidden or system file, or anything but a regular file (reading a named pipe waits
-    forever, a device never ends)."""
-    if is_ignored(os.path.basename(path.rstrip("/"))):
-        return "hidden or system file"
-    if "://" in path:  # object storage holds regular files only
-        return None
-    try:
-        mode = os.stat(path).st_mode  # a link is judged by what it leads to
-    except OSError:
-        return None  # reading it will say what is wrong
-    if stat.S_ISREG(mode):
-        return None
-    kind = next((kind for is_kind, kind in _FILE_TYPES.items() if is_kind(mode)), "special")
-    return f"not a regular file: {kind}"
 
 
 def read_image(path: str, data_root: str, max_image_pixels: int,

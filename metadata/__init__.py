@@ -1,0 +1,14 @@
+"""What the pipeline's runs recorded, read back: ML Metadata (MLMD) and the Evaluator's
+result files. Every reader of a run (the closing summary, `make history`, retraining, the
+report, the benchmarks, the tests) goes through here.
+
+- `store.py`: the MLMD store, opened read-only from its path, and the ways through it:
+  runs, artifacts by type or by component, the executions that read and wrote them.
+- `evaluation_results.py`: TFMA's metrics and threshold checks, read from the files the
+  Evaluator wrote.
+- `runs.py`: what one run did (spans, blessing, metrics, push) and what its evaluation
+  was made of.
+
+None of it imports TensorFlow or TFMA (each takes seconds to import): a look at the
+history is as quick as the files it reads.
+"""

@@ -1,0 +1,141 @@
+"""What a pipeline run did (its spans, blessing, metrics and push), and what its
+evaluation was made of (eval examples, candidate model, training logs), from MLMD and the
+Evaluator's files."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from metadata import evaluation_results
+from metadata.store import (INPUT_EVENTS, Context, MetadataStore, artifacts_by_key,
+                            artifacts_of_type, open_store, pipeline_runs, producer,
+                            property_value, run_of)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    spans: list[int]  # of the examples the run ingested or trained on (0: no spans)
+    blessed: bool
+    metrics: dict[str, float]  # the candidate's, overall, by TFMA metric name
+    failed_thresholds: list[str]  # TFMA's message for each threshold not met
+    pushed_model_dir: str | None  # None when nothing was pushed
+    evaluation_uri: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEvaluation:
+    """A run's evaluation: what the Evaluator read and wrote, and the candidate model's
+    training logs (what the run's report is made of)."""
+    run_id: str
+    evaluation_uri: str
+    blessed: bool
+    eval_examples_uri: str
+    model_uri: str  # the candidate Model artifact (the SavedModel is in Format-Serving/)
+    model_run_uri: str | None  # the Trainer's TensorBoard logs; None if not recorded
+    span: int  # the eval examples' span (0 when the data is not in spans)
+
+
+def latest_run_summary(metadata_path: str) -> RunSummary:
+    """The blessing, eval metrics and push of the newest run in the MLMD store."""
+    store = open_store(metadata_path)
+    runs = pipeline_runs(store)
+    if not runs:
+        raise LookupError(f"No pipeline run recorded in {metadata_path}.")
+    return summarize_run(store, runs[-1])
+
+
+def summarize_run(store: MetadataStore, run: Context) -> RunSummary:
+    """Raises LookupError for a run that did not get as far as the Pusher."""
+    def artifact_of(type_name: str):
+        artifacts = artifacts_of_type(store, type_name, run)
+        if not artifacts:
+            raise LookupError(f"Run {run.name} has no {type_name}: did it finish?")
+        return artifacts[-1]
+
+    evaluation = artifact_of("ModelEvaluation")
+    blessing = artifact_of("ModelBlessing")
+    pushed_model = artifact_of("PushedModel")
+    pushed = property_value(pushed_model, "pushed", default=0) == 1
+    return RunSummary(
+        run_id=run.name,
+        spans=_spans_used(store, run),
+        blessed=property_value(blessing, "blessed", default=0) == 1,
+        metrics=evaluation_results.overall_metrics(evaluation.uri),
+        failed_thresholds=evaluation_results.failed_thresholds(evaluation.uri),
+        pushed_model_dir=property_value(pushed_model, "pushed_destination") if pushed else None,
+        evaluation_uri=evaluation.uri,
+    )
+
+
+def newest_span_ingested(metadata_path: str) -> int | None:
+    """The largest span of any Examples artifact (None before the first run)."""
+    try:
+        store = open_store(metadata_path)
+    except LookupError:
+        return None
+    return max((property_value(artifact, "span") for artifact in
+                artifacts_of_type(store, "Examples") if "span" in artifact.custom_properties),
+               default=None)
+
+
+def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
+    """`run`: a pipeline run id, an Evaluator output path, or None for the latest run."""
+    store = open_store(metadata_path)
+    if run and Path(run).exists():
+        evaluation = _evaluation_at(store, str(Path(run).absolute()))
+        evaluator = producer(store, evaluation)
+        run_id = run_of(store, evaluator).name
+    else:
+        run_id, evaluation = _evaluation_of_run(store, metadata_path, run)
+        evaluator = producer(store, evaluation)
+    inputs = artifacts_by_key(store, evaluator, INPUT_EVENTS)
+    outputs = artifacts_by_key(store, evaluator)
+    model = inputs["model"]
+    model_run = artifacts_by_key(store, producer(store, model)).get("model_run")
+    return RunEvaluation(
+        run_id=run_id,
+        evaluation_uri=evaluation.uri,
+        blessed=property_value(outputs["blessing"], "blessed", default=0) == 1,
+        eval_examples_uri=inputs["examples"].uri,
+        model_uri=model.uri,
+        model_run_uri=model_run.uri if model_run else None,
+        span=int(property_value(inputs["examples"], "span", default=0)),
+    )
+
+
+def _spans_used(store: MetadataStore, run: Context) -> list[int]:
+    """Spans of the examples the run's components read or wrote (Transform reads the
+    training window, which the run context does not list)."""
+    executions = [execution.id for execution in store.get_executions_by_context(run.id)]
+    artifact_ids = {event.artifact_id for event in store.get_events_by_execution_ids(executions)}
+    examples_ids = {artifact.id for artifact in artifacts_of_type(store, "Examples")}
+    # Transform's outputs are Examples too, without a span.
+    return sorted({property_value(artifact, "span")
+                   for artifact in store.get_artifacts_by_id(list(artifact_ids & examples_ids))
+                   if "span" in artifact.custom_properties})
+
+
+def _evaluation_of_run(store: MetadataStore, metadata_path: str, run_id: str | None):
+    runs = pipeline_runs(store)
+    if run_id:
+        runs = [context for context in runs if context.name == run_id]
+        if not runs:
+            raise LookupError(f"No pipeline run {run_id!r} in {metadata_path} (give a run id "
+                              "as `make pipeline` prints it, or an Evaluator output path).")
+    if not runs:
+        raise LookupError(f"No pipeline run recorded in {metadata_path}.")
+    run = runs[-1]
+    evaluations = artifacts_of_type(store, "ModelEvaluation", run)
+    if not evaluations:
+        raise LookupError(f"Run {run.name} has no model evaluation: did the Evaluator run?")
+    return run.name, evaluations[0]
+
+
+def _evaluation_at(store: MetadataStore, uri: str):
+    matches = [artifact for artifact in artifacts_of_type(store, "ModelEvaluation")
+               if artifact.uri == uri]
+    if not matches:
+        raise LookupError(f"{uri} is not an Evaluator output recorded in this pipeline's "
+                          "metadata.")
+    return matches[0]

@@ -1,0 +1,81 @@
+"""Registering the pipeline with the TFX CLI, only when something changed since the last
+time: `python -m pipeline.registration` (`make register`, run by `make pipeline`), and
+each retraining cycle.
+
+For the local engine, `tfx pipeline create` (or `update`) builds the pipeline once from
+the runner file, to check it, and records the file's path under
+LOCAL_HOME/<pipeline>/; `tfx run create` then runs that file afresh each time. So
+registering again (about 30 s: the CLI loads TFX and builds the whole pipeline) tells
+nothing new while the code the runner imports and the settings are those of the last
+registration: their fingerprint, written beside the registration, says whether they are.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL_RUNNER = REPO / "pipeline" / "local_runner.py"
+# What the runner file imports from this project: the code that builds the pipeline.
+RUNNER_PACKAGES = ("pipeline", "components", "models", "data", "metadata")
+TFX_CLI = str(Path(sys.executable).with_name("tfx"))
+# Beside the CLI's own pipeline_args.json.
+FINGERPRINT_FILE = "registered_fingerprint"
+
+
+def registry_dir(config: PipelineConfig) -> Path:
+    """Where the TFX CLI records a registered local pipeline (LOCAL_HOME moves it)."""
+    home = os.environ.get("LOCAL_HOME") or os.path.join(os.environ["HOME"], "tfx", "local")
+    return Path(home, config.pipeline_name)
+
+
+def is_registered(config: PipelineConfig) -> bool:
+    return (registry_dir(config) / "pipeline_args.json").exists()
+
+
+def fingerprint(config: PipelineConfig, repo: Path = REPO) -> str:
+    """Of the settings and of every source file the runner imports."""
+    digest = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+    for package in RUNNER_PACKAGES:
+        for path in sorted((repo / package).rglob("*.py")):
+            digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def register(config: PipelineConfig) -> bool:
+    """Registers the pipeline unless it is registered with this code and these settings.
+    Returns whether it ran the CLI."""
+    current = fingerprint(config)
+    recorded = registry_dir(config) / FINGERPRINT_FILE
+    if is_registered(config) and recorded.exists() and recorded.read_text() == current:
+        return False
+    action = "update" if is_registered(config) else "create"
+    subprocess.run([TFX_CLI, "pipeline", action, "--engine=local",
+                    f"--pipeline_path={LOCAL_RUNNER}"], check=True)
+    # Written after: `update` replaces the whole folder.
+    recorded.write_text(current)
+    return True
+
+
+def main() -> int:
+    config = PipelineConfig.from_env()
+    try:
+        registered = register(config)
+    except subprocess.CalledProcessError as error:  # the CLI has said why
+        return error.returncode
+    if not registered:
+        print(f"Pipeline {config.pipeline_name} is registered with this code and these "
+              "settings: nothing to update.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""metadata/: reading runs back from an MLMD store and the Evaluator's files, as TFX and
+TFMA write them (a run recorded here by hand; test_pipeline_e2e.py reads real ones)."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
+from tensorflow_model_analysis.slicer import slicer_lib
+from tensorflow_model_analysis.writers import eval_config_writer
+
+from metadata import evaluation_results
+from metadata.runs import latest_run_summary, newest_span_ingested, run_evaluation
+from metadata.store import component_states, newest_component_outputs, open_store
+from pipeline import history
+from pipeline.config import PipelineConfig
+from tests.helpers import REPO_ROOT
+
+PIPELINE = "test-pipeline"
+RUN_ID = "2026-11-27T10:00:00.000001"
+
+
+def write_evaluation(uri, with_baseline: bool) -> None:
+    """TFMA's files for an evaluation: eval config, metrics per slice (overall and one
+    slice; per model, diffs and a sub key beside a baseline), one failed threshold."""
+    candidate, baseline = ("candidate", "baseline") if with_baseline else ("", None)
+    specs = [tfma.ModelSpec(name=candidate, label_key="label")]
+    if baseline:
+        specs.append(tfma.ModelSpec(name=baseline, label_key="label", is_baseline=True))
+    uri.mkdir(parents=True)
+    (uri / "eval_config.json").write_text(eval_config_writer._serialize_eval_run(
+        tfma.EvalConfig(model_specs=specs), "data", "tfrecord",
+        {spec.name: "/models/" + spec.name for spec in specs}))
+
+    def metrics(slice_key, accuracy):
+        proto = metrics_for_slice_pb2.MetricsForSlice(
+            slice_key=slicer_lib.serialize_slice_key(slice_key))
+
+        def add(model_name, name, value):
+            entry = proto.metric_keys_and_values.add()
+            entry.key.name, entry.key.model_name = name, model_name
+            entry.value.double_value.value = value
+            return entry.key
+
+        add(candidate, "binary_accuracy", accuracy)
+        add("", "example_count", 40)  # of no model in particular
+        add(candidate, "precision", 0.5).sub_key.class_id.value = 1  # of one class only
+        if baseline:
+            add(baseline, "binary_accuracy", 0.9)
+            add(candidate, "binary_accuracy", accuracy - 0.9).is_diff = True
+        return proto.SerializeToString()
+
+    with tf.io.TFRecordWriter(str(uri / "metrics-00000-of-00002.tfrecord")) as writer:
+        writer.write(metrics((("label_name", "cats"),), 0.6))
+    with tf.io.TFRecordWriter(str(uri / "metrics-00001-of-00002.tfrecord")) as writer:
+        writer.write(metrics((), 0.8))
+    validation = validation_result_pb2.ValidationResult(validation_ok=False)
+    failure = validation.metric_validations_per_slice.add().failures.add()
+    failure.metric_key.name = "binary_accuracy"
+    failure.message = "Lower bound check failed."
+    with tf.io.TFRecordWriter(str(uri / "validations.tfrecord")) as writer:
+        writer.write(validation.SerializeToString())
+
+
+@pytest.mark.parametrize("with_baseline", [False, True], ids=["first_run", "with_baseline"])
+def test_evaluation_results_are_tfmas_own_reading(tmp_path, with_baseline):
+    write_evaluation(tmp_path / "evaluation", with_baseline)
+    uri = str(tmp_path / "evaluation")
+    overall = tfma.load_eval_result(uri).get_metrics_for_slice()
+    assert evaluation_results.overall_metrics(uri) == {
+        name: value["doubleValue"] for name, value in overall.items()
+        if "_diff" not in name}
+    assert evaluation_results.overall_metrics(uri) == {"binary_accuracy": 0.8,
+                                                       "example_count": 40}
+    assert evaluation_results.failed_thresholds(uri) == [
+        f"{failure.metric_key.name}: {failure.message}"
+        for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice
+        for failure in per_slice.failures]
+
+
+class RecordedRun:
+    """One pipeline run, recorded in MLMD as TFX records it: a context per run and per
+    component, and each component's execution linked to its artifacts by keyed events."""
+
+    def __init__(self, metadata_path: str):
+        connection = metadata_store_pb2.ConnectionConfig()
+        connection.sqlite.filename_uri = metadata_path
+        self.store = metadata_store.MetadataStore(connection)
+        self.run = self._context("pipeline_run", RUN_ID)
+
+    def artifact(self, type_name: str, uri: str, **custom_properties):
+        artifact = metadata_store_pb2.Artifact(
+            type_id=self.store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name)),
+            uri=uri, state=metadata_store_pb2.Artifact.LIVE)
+        for name, value in custom_properties.items():
+            field = "int_value" if isinstance(value, int) else "string_value"
+            setattr(artifact.custom_properties[name], field, value)
+        [artifact.id] = self.store.put_artifacts([artifact])
+        return artifact
+
+    def execution(self, component: str, inputs=None, outputs=None,
+                  state=metadata_store_pb2.Execution.COMPLETE):
+        execution = metadata_store_pb2.Execution(
+            type_id=self.store.put_execution_type(
+                metadata_store_pb2.ExecutionType(name=component)), last_known_state=state)
+        events = []
+        for event_type, artifacts in [(metadata_store_pb2.Event.INPUT, inputs or {}),
+                                      (metadata_store_pb2.Event.OUTPUT, outputs or {})]:
+            for key, artifact in artifacts.items():
+                event = metadata_store_pb2.Event(type=event_type)
+                event.path.steps.add().key = key
+                events.append((artifact, event))
+        self.store.put_execution(execution, events,
+                                 [self.run, self._context("node", f"{PIPELINE}.{component}")])
+
+    def _context(self, type_name: str, name: str):
+        context = metadata_store_pb2.Context(
+            type_id=self.store.put_context_type(metadata_store_pb2.ContextType(name=type_name)),
+            name=name)
+        [context.id] = self.store.put_contexts([context])
+        return context
+
+
+@pytest.fixture
+def config(tmp_path):
+    """A pipeline whose MLMD store holds one complete run."""
+    config = PipelineConfig(pipeline_name=PIPELINE, output_dir=str(tmp_path))
+    Path(config.metadata_path).parent.mkdir(parents=True)
+    run = RecordedRun(config.metadata_path)
+    write_evaluation(tmp_path / "Evaluator" / "evaluation", with_baseline=False)
+    examples = run.artifact("Examples", "/root/ImageExampleGen/examples/1", span=2)
+    run.execution("ImageExampleGen", outputs={"examples": examples})
+    transformed = run.artifact("Examples", "/root/Transform/transformed_examples/2")
+    graph = run.artifact("TransformGraph", "/root/Transform/transform_graph/2")
+    run.execution("Transform", inputs={"examples": examples},
+                  outputs={"transformed_examples": transformed, "transform_graph": graph})
+    model = run.artifact("Model", "/root/Trainer/model/3")
+    model_run = run.artifact("ModelRun", "/root/Trainer/model_run/3")
+    run.execution("Trainer", inputs={"examples": transformed},
+                  outputs={"model": model, "model_run": model_run})
+    evaluation = run.artifact("ModelEvaluation", str(tmp_path / "Evaluator" / "evaluation"))
+    blessing = run.artifact("ModelBlessing", "/root/Evaluator/blessing/4", blessed=1)
+    run.execution("Evaluator", inputs={"examples": examples, "model": model},
+                  outputs={"evaluation": evaluation, "blessing": blessing})
+    pushed = run.artifact("PushedModel", "/root/Pusher/pushed_model/5", pushed=1,
+                          pushed_destination="/serving/17")
+    run.execution("Pusher", inputs={"model": model, "model_blessing": blessing},
+                  outputs={"pushed_model": pushed}, state=metadata_store_pb2.Execution.CACHED)
+    return config
+
+
+def test_a_run_is_summarized_from_its_artifacts(config, tmp_path):
+    summary = latest_run_summary(config.metadata_path)
+    assert summary.run_id == RUN_ID
+    assert summary.spans == [2]
+    assert summary.blessed
+    assert summary.metrics == {"binary_accuracy": 0.8, "example_count": 40}
+    assert summary.failed_thresholds == ["binary_accuracy: Lower bound check failed."]
+    assert summary.pushed_model_dir == "/serving/17"
+    assert summary.evaluation_uri == str(tmp_path / "Evaluator" / "evaluation")
+    assert newest_span_ingested(config.metadata_path) == 2
+
+
+def test_a_runs_evaluation_is_found_by_run_id_or_by_its_path(config, tmp_path):
+    evaluation_uri = str(tmp_path / "Evaluator" / "evaluation")
+    for run in (None, RUN_ID, evaluation_uri):
+        evaluation = run_evaluation(config.metadata_path, run)
+        assert (evaluation.run_id, evaluation.evaluation_uri, evaluation.blessed) == (
+            RUN_ID, evaluation_uri, True)
+        assert (evaluation.eval_examples_uri, evaluation.model_uri, evaluation.model_run_uri,
+                evaluation.span) == ("/root/ImageExampleGen/examples/1", "/root/Trainer/model/3",
+                                     "/root/Trainer/model_run/3", 2)
+    with pytest.raises(LookupError, match="No pipeline run 'no-such-run'"):
+        run_evaluation(config.metadata_path, "no-such-run")
+
+
+def test_components_are_found_by_their_id(config):
+    store = open_store(config.metadata_path)
+    assert component_states(store, RUN_ID, PIPELINE) == {
+        "ImageExampleGen": "COMPLETE", "Transform": "COMPLETE", "Trainer": "COMPLETE",
+        "Evaluator": "COMPLETE", "Pusher": "CACHED"}
+    outputs = newest_component_outputs(store, PIPELINE, "Transform")
+    assert {key: artifact.uri for key, artifact in outputs.items()} == {
+        "transformed_examples": "/root/Transform/transformed_examples/2",
+        "transform_graph": "/root/Transform/transform_graph/2"}
+
+
+def test_history_is_one_row_per_run(config):
+    table = history.format_table(history.history_rows(config))
+    assert [line.split() for line in table.splitlines()] == [
+        ["run", "spans", "eval", "accuracy", "blessed", "pushed", "version"],
+        [RUN_ID, "2", "0.800", "yes", "17"]]
+
+
+def test_no_store_yet_is_a_lookup_error_and_creates_nothing(tmp_path):
+    with pytest.raises(LookupError, match="No pipeline run recorded"):
+        latest_run_summary(str(tmp_path / "metadata.sqlite"))
+    assert newest_span_ingested(str(tmp_path / "metadata.sqlite")) is None
+    assert not list(tmp_path.iterdir())
+
+
+def test_reading_runs_imports_neither_tensorflow_nor_tfma(config):
+    script = (f"import sys\nfrom pipeline import history, summary\nfrom metadata import runs\n"
+              f"runs.latest_run_summary({config.metadata_path!r})\n"
+              "print(sorted(m for m in ('tensorflow', 'tensorflow_model_analysis') "
+              "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
