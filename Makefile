@@ -101,6 +101,7 @@ bench: pipeline
 	$(BIN)/python -m benchmarks.input_pipeline
 	$(BIN)/python -m benchmarks.ingestion
 	$(BIN)/python -m benchmarks.pipeline_scaling
+	$(BIN)/python -m benchmarks.statistics_memory
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
 # KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://), CONTAINER_IMAGE,
