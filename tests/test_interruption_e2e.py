@@ -1,8 +1,10 @@
 """A pipeline killed during training, run again: finished components come from the cache,
 the Trainer resumes from its last epoch, and nothing half-made is ever served."""
+import fcntl
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -10,12 +12,28 @@ import pytest
 from data.generate import generate_dataset
 from metadata.runs import latest_run_summary
 from metadata.store import open_store, pipeline_runs
+from pipeline import run_lock
 from pipeline.config import PipelineConfig
 from tests.helpers import REPO_ROOT, execution_states, serving_versions
 
 pytestmark = pytest.mark.e2e
 
 FINISHED_BEFORE_TRAINING = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "Transform"]
+
+
+def wait_until_unlocked(lock: Path, timeout_s: float = 60) -> None:
+    """Until every killed process has exited: the kernel drops the run lock with the last
+    one, which can be a moment after make itself."""
+    deadline = time.monotonic() + timeout_s
+    with open(lock) as file:
+        while True:
+            try:
+                fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(file, fcntl.LOCK_UN)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, f"{lock} still held {timeout_s} s after the kill"
+                time.sleep(0.2)
 
 
 def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
@@ -52,6 +70,7 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
     assert not serving.exists() or not any(serving.iterdir())
     interrupted_run = pipeline_runs(open_store(config.metadata_path))[-1].name
     assert execution_states(config, interrupted_run)["Trainer"] == "RUNNING"
+    wait_until_unlocked(run_lock.lock_path(config))
 
     rerun = subprocess.run(command, env=environment, capture_output=True, text=True,
                            timeout=1500)
