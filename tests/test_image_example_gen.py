@@ -21,6 +21,7 @@ from components.image_example_gen.image_example import orientation, size_bucket
 from components.image_example_gen.layout import default_input_config, scan_layout
 from components.image_example_gen.report import REPORT_FILE_NAME, check_rejected_fraction
 from components.image_example_gen.settings import custom_config_to_dict
+from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -32,7 +33,7 @@ from models.features import (
     WIDTH_KEY,
 )
 
-SPLIT_FOLDERS = {"train": "training_set", "eval": "test_set"}
+SPLIT_FOLDERS = {"train": TRAIN_SPLIT_FOLDER, "eval": EVAL_SPLIT_FOLDER}
 
 
 def _image_bytes(width: int, height: int, fmt: str = "JPEG", seed: int = 0) -> bytes:
