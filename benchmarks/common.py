@@ -56,4 +56,5 @@ def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size
         record_batch_factory=None, data_view_decode_fn=None)
     files = [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
     return trainer.input_dataset(files, accessor, tft.TFTransformOutput(transform_graph_uri),
-                                 global_batch_size, training=True)
+                                 global_batch_size, training=True,
+                                 shuffle_seed=PipelineConfig.shuffle_seed)

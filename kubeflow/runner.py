@@ -16,6 +16,7 @@ from tfx import v1 as tfx
 from tfx.orchestration import data_types
 
 from kubeflow.image import image_reference
+from kubeflow.multi_worker import trainer_launcher
 from kubeflow.submit import SPEC_DIR, spec_path
 from pipeline.config import CLUSTER_STORAGE_SCHEME, PipelineConfig
 from pipeline.definition import PUSHED_BASELINE_ID, TRAINER_ID, create_pipeline
@@ -59,13 +60,15 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
     `allow_local_paths` is for running the spec on this machine (kubeflow/contract_run.py).
     """
     check_compilable(config, allow_local_paths)
+    image = image_reference(config.container_image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=image_reference(config.container_image),
+            default_image=image,
             # Schema 2.1 (typed parameters) is what KFP 2 writes and reads; TFX 1.16 also
             # fails to write YAML for runtime parameters under the default 2.0.
             use_pipeline_spec_2_1=True))
-    pipeline = create_pipeline(config, target=config.kfp_target)
+    launcher = trainer_launcher(config, image)
+    pipeline = create_pipeline(config, target=config.kfp_target, trainer_launcher=launcher)
     pipeline_spec = runner.run(pipeline, write_out=False)["pipelineSpec"]
     # TFX leaves the parameters' defaults out of the spec, and KFP then requires every
     # parameter on every run (a schedule included): write them in.
@@ -82,10 +85,11 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
     for name, task in tasks.items():
         executor = executor_of(pipeline_spec, task)
         if "container" in executor:
+            # A Trainer that launches workers only waits for them: a small task's requests.
             executor["container"]["resources"] = (
                 task_resources(config.kfp_target, config.trainer_cpu, config.trainer_memory_gib,
                                config.trainer_gpu_count, config.trainer_accelerator)
-                if name == TRAINER_ID
+                if name == TRAINER_ID and not launcher
                 else task_resources(config.kfp_target, config.task_cpu, config.task_memory_gib))
     kinds = executor_kinds(pipeline_spec)
     unsupported = kinds - EXECUTOR_KINDS[config.kfp_target]

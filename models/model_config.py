@@ -60,7 +60,7 @@ class TransformConfig(_CustomConfig):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_CustomConfig):
     """The Trainer's settings: the model, its training and its export. Each field is the
-    `PipelineConfig` field of the same name, documented and checked there."""
+    `PipelineConfig` field (or property) of the same name, documented and checked there."""
 
     class_names: tuple[str, ...]
     image_size_px: int
@@ -72,9 +72,10 @@ class ModelConfig(_CustomConfig):
     batch_size_per_replica: int
     train_epochs: int
     label_smoothing: float
+    shuffle_seed: int
     learning_rate: float
     warmup_steps: int
-    distribution_strategy: str  # one of DISTRIBUTION_STRATEGIES
+    distribution_strategy: str  # one of DISTRIBUTION_STRATEGIES, from trainer_workers
     mixed_precision: str  # one of GPU_SPEEDUP_SETTINGS
     jit_compile: str  # one of GPU_SPEEDUP_SETTINGS
     test_time_flip: bool

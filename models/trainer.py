@@ -1,13 +1,17 @@
 """Trainer: the ResNet trained under MirroredStrategy on the transformed examples.
 
 TFX calls `run_fn(fn_args)`; every knob arrives in `fn_args.custom_config`, a
-`ModelConfig` as JSON (built by `PipelineConfig.model_config()`).
+`ModelConfig` as JSON (built by `PipelineConfig.model_config()`). Under
+MultiWorkerMirroredStrategy every worker of the cluster runs `run_fn` with the same
+arguments; only the chief's outputs are kept.
 """
+import contextlib
 import hashlib
 import json
 import math
 import os
-from typing import Any, Optional
+import tempfile
+from typing import Any, Iterator, Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -38,6 +42,8 @@ _BRIGHTNESS_JITTER = 0.2
 _CONTRAST_JITTER = 0.2
 # Eval accuracy is measured over the whole eval split about this many times a run.
 _EVALUATIONS_PER_RUN = 10
+# custom_config keys of TFX's Vertex training launcher (ai_platform_training_args...).
+VERTEX_LAUNCHER_KEY_PREFIX = "ai_platform_"
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
@@ -75,14 +81,21 @@ def augment(images: tf.Tensor) -> tf.Tensor:
 
 def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
                   tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                  training: bool) -> tf.data.Dataset:
-    """Transformed examples -> (image, label) batches; training data repeats forever."""
+                  training: bool, shuffle_seed: int) -> tf.data.Dataset:
+    """Transformed examples -> (image, label) batches of the global batch size; training
+    data repeats forever.
+
+    Under a multi-worker strategy each worker reads every file and keeps its own part of
+    each global batch (sharding by data, not by file: a split is a handful of files, too
+    few to deal out to the workers), so all must shuffle in the same order.
+    """
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
             batch_size=batch_size,
             label_key=features.LABEL_KEY,
             shuffle=training,
+            shuffle_seed=shuffle_seed,
             num_epochs=None if training else 1,
             drop_final_batch=training,
         ),
@@ -93,8 +106,10 @@ def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAcc
         images = batch[features.TRANSFORMED_IMAGE_KEY]
         return (augment(images) if training else images), labels
 
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
-        tf.data.AUTOTUNE)
+        tf.data.AUTOTUNE).with_options(options)
 
 
 def switched_on(setting: str) -> bool:
@@ -264,11 +279,51 @@ def training_length(num_examples: int, global_batch_size: int, train_epochs: int
     return steps_per_epoch, train_steps or train_epochs * steps_per_epoch
 
 
+@contextlib.contextmanager
+def this_workers_output_dir(strategy: tf.distribute.Strategy,
+                            serving_model_dir: str) -> Iterator[str]:
+    """Where this worker writes the serving model and the training state (beside it).
+
+    The chief writes to the Trainer's output; any other worker of a multi-worker cluster
+    to a temporary folder of its own, removed afterwards. Every worker must save all the
+    same: saving reads the variables, which runs collective operations on all of them.
+    """
+    if strategy.extended.should_checkpoint:
+        yield serving_model_dir
+        return
+    with tempfile.TemporaryDirectory(prefix="trainer-worker-") as temporary:
+        yield os.path.join(temporary, os.path.basename(serving_model_dir))
+
+
+def wait_for_every_worker(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every replica of the cluster got here (a collective sum)."""
+    ones = strategy.run(tf.function(lambda: tf.constant(1.0)))
+    strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+
+def weights_digest(model: tf.keras.Model) -> str:
+    """A short hash of the weights: equal on every worker of a cluster that trained in
+    lockstep."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_config(custom_config: dict[str, Any]) -> ModelConfig:
+    """The Trainer's custom_config read back, past the keys TFX's Vertex training launcher
+    adds and passes on to the workers."""
+    return ModelConfig.from_custom_config(
+        {key: value for key, value in custom_config.items()
+         if not key.startswith(VERTEX_LAUNCHER_KEY_PREFIX)})
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
-    config = ModelConfig.from_custom_config(fn_args.custom_config)
+    config = model_config(fn_args.custom_config)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = distribution_strategy(config.distribution_strategy)
+    # Replicas of every worker: the global batch, and so the steps, are the cluster's.
     global_batch_size = config.batch_size_per_replica * strategy.num_replicas_in_sync
     num_examples = count_examples(fn_args.train_files)
     steps_per_epoch, train_steps = training_length(
@@ -279,15 +334,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  epochs, num_examples)
 
     train_dataset = input_dataset(fn_args.train_files, fn_args.data_accessor,
-                                  tf_transform_output, global_batch_size, training=True)
+                                  tf_transform_output, global_batch_size, training=True,
+                                  shuffle_seed=config.shuffle_seed)
     eval_dataset = input_dataset(fn_args.eval_files, fn_args.data_accessor,
-                                 tf_transform_output, global_batch_size, training=False)
+                                 tf_transform_output, global_batch_size, training=False,
+                                 shuffle_seed=config.shuffle_seed)
     with strategy.scope():
         model = build_and_compile_model(config, train_steps)
         warm_start(model, config, fn_args.base_model)
 
     backup = backup_dir(fn_args)
-    # BackupAndRestore keeps the chief's checkpoints in chief/ until fit() completes.
+    # BackupAndRestore keeps the chief's checkpoints in chief/ until fit() completes
+    # (other workers write theirs to temporary folders): every worker resumes from them.
     checkpoint = tf.train.latest_checkpoint(os.path.join(backup, "chief"))
     if checkpoint:
         logging.info("Resuming an interrupted training from its last checkpoint: %s",
@@ -305,12 +363,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             # First, so that the epoch is saved before it is logged.
             tf.keras.callbacks.BackupAndRestore(backup),
             StopAtStep(train_steps),
+            # Workers other than the chief log to temporary folders it then removes.
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             TrainEvalAccuracyLog(),
         ],
         verbose=2,
     )
-    serving.export_serving_model(model, tf_transform_output, list(config.class_names),
-                                 config.max_image_pixels, fn_args.serving_model_dir,
-                                 config.test_time_flip)
-    save_training_state(model, config, fn_args.serving_model_dir)
+    logging.info("Trained %d steps; weights digest %s.", int(model.optimizer.iterations.numpy()),
+                 weights_digest(model))
+    with this_workers_output_dir(strategy, fn_args.serving_model_dir) as serving_model_dir:
+        serving.export_serving_model(model, tf_transform_output, list(config.class_names),
+                                     config.max_image_pixels, serving_model_dir,
+                                     config.test_time_flip)
+        save_training_state(model, config, serving_model_dir)
+    # TFX's executor checks on every worker that the serving model exists: none returns
+    # before the chief has written it.
+    wait_for_every_worker(strategy)

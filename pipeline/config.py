@@ -10,8 +10,7 @@ from typing import Any, Mapping, TypeVar
 from components.image_example_gen.defaults import (
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
 from data.folders import EVAL_SPLIT_FOLDER, GLOB_CHARACTERS, TRAIN_SPLIT_FOLDER
-from models.model_config import (
-    DISTRIBUTION_STRATEGIES, GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig)
+from models.model_config import GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig
 
 # The project's own package description: what a Beam worker needs besides Beam itself.
 SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
@@ -83,6 +82,9 @@ class PipelineConfig:
     # The targets' weight moved from the true class to uniform: a from-scratch model on a
     # few thousand photos otherwise drives its logits to extremes.
     label_smoothing: float = 0.1
+    # Seed of the training examples' shuffle. Fixed, so that every worker of a multi-worker
+    # cluster reads the same order and keeps its own share of each global batch.
+    shuffle_seed: int = 0
 
     # Serving (and so TFMA's evaluation): average the predictions for the image and its
     # mirror image, at twice the compute per prediction.
@@ -122,10 +124,16 @@ class PipelineConfig:
     # DEFAULT_ACCELERATOR of the target.
     trainer_gpu_count: int = 0
     trainer_accelerator_type: str = ""
-    # "mirrored": the GPUs of one machine. "multi_worker_mirrored": several machines, each
-    # worker told the cluster and its own task by its TF_CONFIG environment variable, which
-    # the launcher (e.g. a TFJob) sets per worker: it is not pipeline configuration.
-    distribution_strategy: str = "mirrored"
+    # Machines the Trainer runs on (Kubeflow and Vertex targets), each with the requests
+    # above. 1: MirroredStrategy over one machine's GPUs. More: MultiWorkerMirroredStrategy
+    # over every worker's GPUs, the workers launched by the Trainer's task: on Kubeflow as
+    # a TFJob of the Kubeflow Training Operator, on Vertex as a custom job's worker pools.
+    trainer_workers: int = 1
+    # Vertex custom jobs (trainer_workers > 1 on Vertex): where they run, on which machines
+    # (an accelerator type needs a machine type that takes it, e.g. g2-standard-* for L4).
+    vertex_project: str = ""
+    vertex_region: str = "us-central1"
+    vertex_machine_type: str = "g2-standard-8"
 
     # Kubeflow Pipelines (kubeflow/runner.py): which backend the spec is compiled for.
     kfp_target: str = "kubeflow"
@@ -203,8 +211,8 @@ class PipelineConfig:
                    self.trainer_accelerator_type)
         for name in ("task_cpu", "task_memory_gib", "trainer_cpu", "trainer_memory_gib"):
             _check(getattr(self, name) > 0, name, "a positive number", getattr(self, name))
-        _check(self.distribution_strategy in DISTRIBUTION_STRATEGIES, "distribution_strategy",
-               f"one of {list(DISTRIBUTION_STRATEGIES)}", self.distribution_strategy)
+        _check(isinstance(self.trainer_workers, int) and self.trainer_workers >= 1,
+               "trainer_workers", "an integer >= 1", self.trainer_workers)
         _check(self.container_image != "", "container_image", "an image reference",
                self.container_image)
 
@@ -244,6 +252,11 @@ class PipelineConfig:
     @property
     def serving_model_dir(self) -> str:
         return _absolute(self.output_dir, "serving_model")
+
+    @property
+    def distribution_strategy(self) -> str:
+        """The Trainer's strategy (one of DISTRIBUTION_STRATEGIES): it follows the workers."""
+        return "multi_worker_mirrored" if self.trainer_workers > 1 else "mirrored"
 
     @property
     def trainer_accelerator(self) -> str:

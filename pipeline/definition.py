@@ -2,8 +2,9 @@
 
 Every runner (local, Kubeflow) builds its pipeline with this one function.
 """
+import dataclasses
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
@@ -94,15 +95,32 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainerLauncher:
+    """A Trainer executor that launches the training on other machines (e.g. N workers),
+    and the custom_config keys it reads beside the model's."""
+
+    executor_class: type
+    custom_config: dict[str, Any]
+
+
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     target: str = LOCAL,
+    trainer_launcher: Optional[TrainerLauncher] = None,
 ) -> tfx.dsl.Pipeline:
     """ImageExampleGen -> statistics/schema -> Transform -> Trainer -> Evaluator -> Pusher.
 
     `target`: where it runs, LOCAL or one of KFP_TARGETS (kubeflow/runner.py compiles).
+    `trainer_launcher`: how the Trainer's task starts config.trainer_workers workers
+    (kubeflow/multi_worker.py); without one the Trainer trains in its own process.
     """
+    if config.trainer_workers > 1 and trainer_launcher is None:
+        raise ValueError(
+            f"Invalid setting trainer_workers={config.trainer_workers} for a pipeline that "
+            "trains in the Trainer's own process (the local engine): several workers are "
+            "launched on a Kubeflow or Vertex target (make kubeflow-compile).")
     on_cluster = target != LOCAL
     input_base = config.input_base
     # No step count: the Trainer trains config.train_epochs over the data it is given.
@@ -176,8 +194,11 @@ def create_pipeline(
         # against 3.8 GiB without (benchmarks/RESULTS.md).
         disable_statistics=True,
     ).with_id(TRANSFORM_ID)
+    launch = ({"custom_executor_spec": executor_spec.ExecutorClassSpec(
+                   trainer_launcher.executor_class)} if trainer_launcher else {})
     trainer = tfx.components.Trainer(
         **({"run_fn": RUN_FN} if on_cluster else {"module_file": TRAINER_MODULE}),
+        **launch,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
@@ -185,7 +206,8 @@ def create_pipeline(
         eval_args=tfx.proto.EvalArgs(),
         base_model=(latest_blessed_model.outputs["model"]
                     if config.spans and config.warm_start else None),
-        custom_config=config.model_config().to_custom_config(),
+        custom_config={**config.model_config().to_custom_config(),
+                       **(trainer_launcher.custom_config if trainer_launcher else {})},
     ).with_id(TRAINER_ID)
     evaluator = pushed_baseline.Evaluator(
         examples=example_gen.outputs["examples"],

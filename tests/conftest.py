@@ -5,7 +5,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-from tests.helpers import analyze_and_transform, encode_image  # noqa: E402
+from tests.helpers import analyze_and_transform, encode_image, run_blessed_pipeline  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +26,11 @@ def transformed_dataset(tmp_path_factory):
     metadata_io.write_metadata(
         raw_metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
     return raw, transformed, output_dir
+
+
+@pytest.fixture(scope="session")
+def blessed_run(tmp_path_factory):
+    """One pipeline run, through `make pipeline`, that blessed and pushed a model clearly
+    better than chance: the end-to-end tests that read its outputs, or judge later runs
+    against it, share it (see run_blessed_pipeline)."""
+    return run_blessed_pipeline(tmp_path_factory.mktemp("blessed"))

@@ -2,12 +2,14 @@
 import io
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from metadata.store import component_states, open_store
+from metadata.store import (PIPELINE_RUN_CONTEXT, artifacts_by_key, component_of,
+                            component_states, open_store)
 
 
 def encode_image(width: int, height: int, seed: int = 0, fmt: str = "JPEG") -> bytes:
@@ -63,6 +65,15 @@ def execution_states(config, run_id: str) -> dict[str, str]:
     return component_states(open_store(config.metadata_path), run_id, config.pipeline_name)
 
 
+def component_outputs(config, run_id: str, component: str) -> dict:
+    """The output artifacts, by key, of one component in one pipeline run."""
+    store = open_store(config.metadata_path)
+    run = store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+    [execution] = [execution for execution in store.get_executions_by_context(run.id)
+                   if component_of(store, execution, config.pipeline_name) == component]
+    return artifacts_by_key(store, execution)
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -79,3 +90,57 @@ def serving_versions(config) -> list[str]:
     server loads (not the Pusher's lock file or staging folders)."""
     return sorted(path.name for path in Path(config.serving_model_dir).iterdir()
                   if path.name.isdigit())
+
+
+# A file of random bytes among the blessed run's training images: it must be reported.
+CORRUPT_FILE = "cats/cat.999.jpg"
+
+
+def run_blessed_pipeline(work: Path) -> dict:
+    """`make pipeline` on generated data with the default thresholds, a second `make
+    pipeline` started beside it, and a stale training backup left from an interrupted
+    run with other inputs. Fails unless the run blessed and pushed.
+
+    Returns its environment, config, data root, stdout, the second run's result, the stale
+    backup's path, the work folder and the run's summary.
+    """
+    from data.generate import generate_dataset
+    from metadata.runs import latest_run_summary
+    from pipeline import run_lock
+    from pipeline.config import PipelineConfig
+
+    data_root = work / "data"
+    generate_dataset(data_root, train_per_class=100, test_per_class=50, seed=11)
+    (data_root / "training_set" / CORRUPT_FILE).write_bytes(os.urandom(2000))
+    environment = {
+        "DATA_ROOT": str(data_root),
+        "OUTPUT_DIR": str(work / "outputs"),
+        "LOCAL_HOME": str(work / "tfx_cli_home"),
+        "PIPELINE_NAME": "e2e-test",
+        # Enough pixels, images and steps for a model clearly better than chance (about
+        # 0.85), judged by the default thresholds.
+        "IMAGE_SIZE_PX": "64",
+        "BATCH_SIZE_PER_REPLICA": "16",
+        "TRAIN_EPOCHS": "16",  # 12 steps each
+        "WARMUP_STEPS": "10",
+        "BEAM_NUM_WORKERS": "2",
+    }
+    config = PipelineConfig.from_env(environment)
+    stale_backup = Path(config.pipeline_root, "Trainer", ".training_backup", "0123456789abcdef")
+    (stale_backup / "chief").mkdir(parents=True)
+    make_pipeline = ["make", "-C", str(REPO_ROOT), "pipeline"]
+    first = subprocess.Popen(make_pipeline, env={**os.environ, **environment},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = run_lock.lock_path(config)
+    while not (lock.exists() and lock.read_text()):  # until the first run holds it
+        assert first.poll() is None, first.communicate()
+        time.sleep(0.5)
+    beside = subprocess.run(make_pipeline, env={**os.environ, **environment},
+                            capture_output=True, text=True, timeout=300)
+    stdout, stderr = first.communicate(timeout=1500)
+    assert first.returncode == 0, stdout[-3000:] + stderr[-5000:]
+    summary = latest_run_summary(config.metadata_path)
+    assert summary.blessed and summary.pushed_model_dir, summary
+    return {"environment": environment, "config": config, "data_root": data_root,
+            "stdout": stdout, "run_beside": beside, "stale_backup": stale_backup,
+            "work": work, "summary": summary}

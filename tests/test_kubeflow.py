@@ -210,8 +210,7 @@ def test_what_a_cluster_cannot_run_is_refused_at_compile_time(settings, message,
     ({"task_memory_gib": 0}, "task_memory_gib", "a positive number"),
     ({"beam_runner_args": ("--project=p",)}, "beam_runner_args", "--runner="),
     ({"trainer_gpu_count": -1}, "trainer_gpu_count", "an integer >= 0"),
-    ({"distribution_strategy": "tpu"}, "distribution_strategy",
-     "one of ['mirrored', 'multi_worker_mirrored']"),
+    ({"trainer_workers": 0}, "trainer_workers", "an integer >= 1"),
 ])
 def test_a_wrong_kubeflow_setting_is_named(settings, named, allowed):
     with pytest.raises(ValueError, match=rf"{named}=.*{re.escape(allowed)}"):
@@ -235,7 +234,7 @@ def test_local_pipeline_is_unchanged_by_the_kubeflow_settings(tmp_path):
 def test_multi_worker_strategy_reads_the_cluster_from_tf_config():
     # In a fresh process: a collective strategy configures TensorFlow for good.
     tf_config = {"cluster": {"worker": ["localhost:0"]}, "task": {"type": "worker", "index": 0}}
-    config = PipelineConfig(distribution_strategy="multi_worker_mirrored")
+    config = PipelineConfig(trainer_workers=2)
     script = textwrap.dedent(f"""
         import tensorflow as tf
         from models import trainer

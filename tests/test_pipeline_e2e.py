@@ -1,13 +1,12 @@
-"""The whole pipeline through `make pipeline` (TFX CLI, local engine) on tiny generated data.
+"""The whole pipeline through `make pipeline` (TFX CLI, local engine) on small generated data.
 
-One run trains, evaluates and pushes (a second `make pipeline` started beside it exits at
-once); a second run, with an unreachable accuracy threshold, reuses the cached upstream
-components and pushes nothing.
+The shared blessed run (conftest's `blessed_run`) trains, evaluates and pushes (a second
+`make pipeline` started beside it exits at once); a rerun, with an unreachable accuracy
+threshold, reuses the cached upstream components and pushes nothing.
 """
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,78 +14,38 @@ import tensorflow as tf
 
 import tensorflow_model_analysis as tfma
 
-from data.generate import generate_dataset
 from metadata.runs import latest_run_summary
 from models import features
-from pipeline import run_lock
 from pipeline.config import PipelineConfig
 from reports import paths as report_paths
 from tests.report_checks import browser_checks
-from tests.helpers import REPO_ROOT, execution_states, run_make
+from tests.helpers import (CORRUPT_FILE, REPO_ROOT, component_outputs, execution_states,
+                           run_make)
 
 pytestmark = pytest.mark.e2e
 
-CORRUPT_FILE = "cats/cat.999.jpg"
 # Components whose inputs do not change between the two runs.
 UPSTREAM_COMPONENTS = ["ImageExampleGen", "StatisticsGen", "SchemaGen", "Transform", "Trainer"]
+EVAL_IMAGES = 100  # test_set of the blessed run: 50 cats + 50 dogs
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    data_root = work / "data"
-    generate_dataset(data_root, train_per_class=24, test_per_class=20, seed=3)
-    (data_root / "training_set" / CORRUPT_FILE).write_bytes(os.urandom(2000))
-    environment = {
-        "DATA_ROOT": str(data_root),
-        "OUTPUT_DIR": str(work / "outputs"),
-        "LOCAL_HOME": str(work / "tfx_cli_home"),
-        "PIPELINE_NAME": "e2e-test",
-        "IMAGE_SIZE_PX": "32",
-        "BATCH_SIZE_PER_REPLICA": "16",
-        "TRAIN_EPOCHS": "15",  # 2 steps each
-        "WARMUP_STEPS": "5",
-        "MIN_ACCURACY": "0.0",
-        "BEAM_NUM_WORKERS": "2",
-    }
-    config = PipelineConfig.from_env(environment)
-    # The backup of an interrupted training whose inputs differ from this run's: no
-    # training will resume from it.
-    stale_backup = Path(config.pipeline_root, "Trainer", ".training_backup", "0123456789abcdef")
-    (stale_backup / "chief").mkdir(parents=True)
-    make_pipeline = ["make", "-C", str(REPO_ROOT), "pipeline"]
-    first = subprocess.Popen(make_pipeline, env={**os.environ, **environment},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lock = run_lock.lock_path(config)
-    while not (lock.exists() and lock.read_text()):  # until the first run holds it
-        assert first.poll() is None, first.communicate()
-        time.sleep(0.5)
-    beside = subprocess.run(make_pipeline, env={**os.environ, **environment},
-                            capture_output=True, text=True, timeout=300)
-    stdout, stderr = first.communicate(timeout=1500)
-    assert first.returncode == 0, stdout[-3000:] + stderr[-5000:]
-    return {"environment": environment, "config": config, "data_root": data_root,
-            "stdout": stdout, "summary": latest_run_summary(config.metadata_path),
-            "run_beside": beside, "stale_backup": stale_backup}
-
-
-def test_a_second_run_beside_the_first_exits_at_once_naming_it(tiny_run):
-    beside = tiny_run["run_beside"]
+def test_a_second_run_beside_the_first_exits_at_once_naming_it(blessed_run):
+    beside = blessed_run["run_beside"]
     assert beside.returncode != 0 and "Error 75" in beside.stderr
     assert "Another run of pipeline e2e-test is under way: process " in beside.stderr
     assert "(make pipeline, since " in beside.stderr
 
 
-def test_a_successful_run_removes_backups_no_training_will_resume(tiny_run):
-    assert not tiny_run["stale_backup"].exists()
+def test_a_successful_run_removes_backups_no_training_will_resume(blessed_run):
+    assert not blessed_run["stale_backup"].exists()
 
 
-def test_every_input_file_is_written_or_reported_rejected(tiny_run):
-    config = tiny_run["config"]
-    [examples_dir] = Path(config.pipeline_root, "ImageExampleGen", "examples").iterdir()
+def test_every_input_file_is_written_or_reported_rejected(blessed_run):
+    examples_dir = Path(component_outputs(blessed_run["config"], blessed_run["summary"].run_id,
+                                          "ImageExampleGen")["examples"].uri)
     report = json.loads((examples_dir / "ingestion_report.json").read_text())
     for split, folder in [("train", "training_set"), ("eval", "test_set")]:
-        files_on_disk = len(list((tiny_run["data_root"] / folder).glob("*/*")))
+        files_on_disk = len(list((blessed_run["data_root"] / folder).glob("*/*")))
         records = sum(1 for _ in tf.data.TFRecordDataset(
             [str(path) for path in (examples_dir / f"Split-{split}").iterdir()],
             compression_type="GZIP"))
@@ -96,15 +55,15 @@ def test_every_input_file_is_written_or_reported_rejected(tiny_run):
         CORRUPT_FILE]
 
 
-def test_a_blessed_model_is_pushed_and_classifies_a_jpeg_from_disk(tiny_run):
-    run = tiny_run["summary"]
+def test_a_blessed_model_is_pushed_and_classifies_a_jpeg_from_disk(blessed_run):
+    run = blessed_run["summary"]
     assert run.blessed
     assert run.pushed_model_dir and Path(run.pushed_model_dir).parent == Path(
-        tiny_run["config"].serving_model_dir)
-    assert f"Pushed to {run.pushed_model_dir}" in tiny_run["stdout"]
+        blessed_run["config"].serving_model_dir)
+    assert f"Pushed to {run.pushed_model_dir}" in blessed_run["stdout"]
 
     model = tf.saved_model.load(run.pushed_model_dir)
-    jpeg = (tiny_run["data_root"] / "test_set" / "dogs" / "dog.25.jpg").read_bytes()
+    jpeg = next((blessed_run["data_root"] / "test_set" / "dogs").glob("*.jpg")).read_bytes()
     outputs = model.signatures[features.IMAGE_BYTES_SIGNATURE](
         **{features.IMAGE_BYTES_INPUT: tf.constant([jpeg, b"", jpeg[:len(jpeg) // 2]])})
     assert outputs[features.PREDICTED_LABEL_KEY].numpy()[0].decode() in ("cats", "dogs")
@@ -114,9 +73,9 @@ def test_a_blessed_model_is_pushed_and_classifies_a_jpeg_from_disk(tiny_run):
         "", "empty input", "corrupt or truncated image data"]
 
 
-def test_tfma_metrics_cover_the_eval_split(tiny_run):
-    metrics = tiny_run["summary"].metrics
-    assert metrics["example_count"] == 40  # test_set: 20 cats + 20 dogs
+def test_tfma_metrics_cover_the_eval_split(blessed_run):
+    metrics = blessed_run["summary"].metrics
+    assert metrics["example_count"] == EVAL_IMAGES
     assert 0.0 <= metrics["binary_accuracy"] <= 1.0
 
 
@@ -126,10 +85,10 @@ def run_report_cli(environment: dict[str, str], *arguments: str) -> subprocess.C
                           timeout=600, cwd=REPO_ROOT)
 
 
-def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(tiny_run):
-    run, config = tiny_run["summary"], tiny_run["config"]
+def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(blessed_run):
+    run, config = blessed_run["summary"], blessed_run["config"]
     html = report_paths.html_path(config, run.run_id)
-    assert f"Report: {html}" in tiny_run["stdout"]
+    assert f"Report: {html}" in blessed_run["stdout"]
     report = json.loads(report_paths.json_path(config, run.run_id).read_text())
     assert report["run_id"] == run.run_id and report["blessed"] is True
 
@@ -144,9 +103,9 @@ def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(tiny_run):
         assert overall[name] == pytest.approx(float(value["doubleValue"]))
     matrix = report["confusion_matrix"]
     assert sum(matrix[k] for k in ("true_negatives", "false_positives", "false_negatives",
-                                   "true_positives")) == overall["example_count"] == 40
+                                   "true_positives")) == overall["example_count"] == EVAL_IMAGES
     assert matrix["true_positives"] + matrix["true_negatives"] == pytest.approx(
-        overall["binary_accuracy"] * 40)
+        overall["binary_accuracy"] * EVAL_IMAGES)
     assert {(c["metric"], c["slice"], c["kind"]) for c in report["thresholds"]} >= {
         ("binary_accuracy", "Overall", "value")}
     assert all(c["passed"] for c in report["thresholds"])
@@ -156,21 +115,21 @@ def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(tiny_run):
         (m["confidence"] for m in mistakes), reverse=True)
 
 
-def test_metrics_undefined_on_a_slice_read_n_a(tiny_run):
-    run, config = tiny_run["summary"], tiny_run["config"]
+def test_metrics_undefined_on_a_slice_read_n_a(blessed_run):
+    run, config = blessed_run["summary"], blessed_run["config"]
     metrics = json.loads(report_paths.json_path(config, run.run_id).read_text())["metrics"]
     cats, dogs = (metrics["candidate"][f"label_name: {label}"] for label in ("cats", "dogs"))
     # One class per slice: no AUC; no positive (dog) among the cats: no recall either.
     assert cats["auc"] is None and dogs["auc"] is None and cats["recall"] is None
     assert cats["binary_accuracy"] is not None
     html = report_paths.html_path(config, run.run_id).read_text()
-    assert "<tr><td>label_name: cats</td><td>20</td>" in html
+    assert f"<tr><td>label_name: cats</td><td>{EVAL_IMAGES // 2}</td>" in html
     cats_row = html.split("<tr><td>label_name: cats</td>", 1)[1].split("</tr>", 1)[0]
     assert cats_row.count("<td>n/a</td>") >= 2  # auc, recall
 
 
-def test_the_report_renders_in_a_browser(tiny_run, tmp_path):
-    html = report_paths.html_path(tiny_run["config"], tiny_run["summary"].run_id)
+def test_the_report_renders_in_a_browser(blessed_run, tmp_path):
+    html = report_paths.html_path(blessed_run["config"], blessed_run["summary"].run_id)
     checks = browser_checks(html, tmp_path)
     assert checks["errors"] == []
     assert len(checks["images"]) >= 6 and all(image["ok"] for image in checks["images"])
@@ -178,41 +137,47 @@ def test_the_report_renders_in_a_browser(tiny_run, tmp_path):
     assert checks["screenshot"].stat().st_size > 10_000
 
 
-def test_a_missing_run_gives_a_clear_message_and_fails(tiny_run):
-    result = run_report_cli(tiny_run["environment"], "no-such-run")
+def test_a_missing_run_gives_a_clear_message_and_fails(blessed_run):
+    result = run_report_cli(blessed_run["environment"], "no-such-run")
     assert result.returncode != 0
     assert "No pipeline run 'no-such-run'" in result.stderr
 
 
-def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(tiny_run):
-    first = tiny_run["summary"]
-    # The same model is evaluated again; an accuracy of 1.0 would make the bound reachable.
-    assert first.metrics["binary_accuracy"] < 1.0
-    serving_dir = Path(tiny_run["config"].serving_model_dir)
+@pytest.fixture(scope="module")
+def rejected_rerun(blessed_run):
+    """The blessed run's pipeline run again with an accuracy threshold no model meets."""
+    serving_dir = Path(blessed_run["config"].serving_model_dir)
     versions_before = sorted(path.name for path in serving_dir.iterdir())
-
-    environment = {**tiny_run["environment"], "MIN_ACCURACY": "1.0"}
+    environment = {**blessed_run["environment"], "MIN_ACCURACY": "1.0"}
     result = run_make("pipeline", environment)
     config = PipelineConfig.from_env(environment)
-    second = latest_run_summary(config.metadata_path)
+    return {"config": config, "stdout": result.stdout, "versions_before": versions_before,
+            "summary": latest_run_summary(config.metadata_path)}
 
+
+def test_rerun_with_unreachable_threshold_is_cached_and_pushes_nothing(blessed_run,
+                                                                       rejected_rerun):
+    first, second = blessed_run["summary"], rejected_rerun["summary"]
+    # The same model is evaluated again; an accuracy of 1.0 would make the bound reachable.
+    assert first.metrics["binary_accuracy"] < 1.0
     assert second.run_id != first.run_id
     assert not second.blessed
     assert second.pushed_model_dir is None
-    assert "Nothing pushed" in result.stdout
+    assert "Nothing pushed" in rejected_rerun["stdout"]
     assert any("binary_accuracy" in failure for failure in second.failed_thresholds)
-    assert sorted(path.name for path in serving_dir.iterdir()) == versions_before
-    states = execution_states(config, second.run_id)
+    serving_dir = Path(rejected_rerun["config"].serving_model_dir)
+    assert sorted(path.name for path in serving_dir.iterdir()) == rejected_rerun["versions_before"]
+    states = execution_states(rejected_rerun["config"], second.run_id)
     assert {name: states[name] for name in UPSTREAM_COMPONENTS} == {
         name: "CACHED" for name in UPSTREAM_COMPONENTS}
 
 
-def test_two_runs_compare_side_by_side(tiny_run):
-    """After the rerun above: the blessed first run beside the rejected second."""
-    config = tiny_run["config"]
-    first, second = tiny_run["summary"].run_id, latest_run_summary(config.metadata_path).run_id
+def test_two_runs_compare_side_by_side(blessed_run, rejected_rerun):
+    """The blessed run beside the rejected rerun."""
+    config = blessed_run["config"]
+    first, second = blessed_run["summary"].run_id, rejected_rerun["summary"].run_id
     assert first != second
-    result = run_report_cli(tiny_run["environment"], first, "--compare-with", second)
+    result = run_report_cli(blessed_run["environment"], first, "--compare-with", second)
     assert result.returncode == 0, result.stderr[-3000:]
     comparison = json.loads(report_paths.json_path(config, first, second).read_text())
     assert [run["blessed"] for run in comparison["runs"]] == [True, False]
