@@ -21,7 +21,8 @@ export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 # recipes as environment variables ("$$RUN"), never pasted into a shell command line,
 # where `RUN='x; id'` would run `id`. (Variables set on make's command line are exported.)
 
-.PHONY: pipeline pipeline-run register retrain history report test venv clean bench bench-model bench-photos
+.PHONY: pipeline pipeline-run register retrain history report test venv clean bench bench-model bench-photos \
+        flink-runner bench-flink
 
 # The virtual environment, from the fully pinned lock. Re-created when the lock changes.
 # TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
@@ -82,11 +83,22 @@ test: venv
 clean:
 	rm -rf outputs
 
+# Beam on Flink (BEAM_RUNNER=flink), ahead of a first run, which does it itself: Beam's
+# Flink job server fetched with Maven (flink/pom.xml: about 150 MB, kept in ~/.m2), Beam's
+# SDK worker boot program built with Go, the SDK workers' venv (pipeline/flink.py).
+flink-runner: venv
+	$(BIN)/python -m pipeline.flink
+
 # Benchmarks (benchmarks/RESULTS.md: what each measures, the latest figures). Each prints
 # its figures and its ratio against a baseline measured in the same run.
 bench-model: export PYTHONWARNINGS := ignore::FutureWarning
 bench-model: venv
 	$(BIN)/python -m benchmarks.model_speed
+
+# Ingestion and Transform on Flink (parallelism 1 and 2) against the DirectRunner.
+bench-flink: export PYTHONWARNINGS := ignore::FutureWarning
+bench-flink: venv
+	$(BIN)/python -m benchmarks.flink
 
 # Our pipeline against a plain Keras script on real photos: DATA_ROOT=<photos, Kaggle layout>.
 bench-photos: export PYTHONWARNINGS := ignore::FutureWarning
@@ -105,10 +117,10 @@ bench: pipeline
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
 # KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://), CONTAINER_IMAGE,
-# BEAM_RUNNER_ARGS, TRAINER_GPU_COUNT. Submission needs KF_PIPELINES_ENDPOINT (or
-# KFP_ENDPOINT); on multi-user Kubeflow KFP_NAMESPACE and KFP_EXISTING_TOKEN (or a
-# service-account token file); a schedule CRON (6 fields); kubeflow-unschedule ID=<id>
-# deletes only that recurring run.
+# BEAM_RUNNER (with FLINK_JOB_SERVER or DATAFLOW_PROJECT), TRAINER_GPU_COUNT. Submission
+# needs KF_PIPELINES_ENDPOINT (or KFP_ENDPOINT); on multi-user Kubeflow KFP_NAMESPACE and
+# KFP_EXISTING_TOKEN (or a service-account token file); a schedule CRON (6 fields);
+# kubeflow-unschedule ID=<id> deletes only that recurring run.
 CONTAINER_IMAGE ?= cats-dogs-resnet
 # docker, podman or buildah: whichever this machine has.
 CONTAINER_TOOL ?= $(firstword $(shell command -v docker podman buildah 2>/dev/null))

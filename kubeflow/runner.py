@@ -7,6 +7,7 @@ runner but for a cluster: "kubeflow" (open-source KFP 2.x) or "vertex" (Vertex A
 Pipelines). Compiling needs no access to the cluster's storage: the image holds the code
 (kubeflow/image.py), and the spec names only the image and the pipeline's gs:// paths.
 """
+import dataclasses
 import os
 from typing import Any
 
@@ -61,6 +62,8 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
     """
     check_compilable(config, allow_local_paths)
     image = image_reference(config.container_image)
+    # The image as tagged, in the config: Dataflow's workers run it (beam_pipeline_args).
+    config = dataclasses.replace(config, container_image=image)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image,

@@ -11,6 +11,7 @@ from components.image_example_gen.defaults import (
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
 from data.folders import EVAL_SPLIT_FOLDER, GLOB_CHARACTERS, TRAIN_SPLIT_FOLDER
 from models.model_config import GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig
+from pipeline import flink
 
 # The project's own package description: what a Beam worker needs besides Beam itself.
 SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
@@ -22,6 +23,7 @@ IMAGE_SETUP_FILE = "/pipeline/setup.py"
 # "vertex" (Vertex AI Pipelines, which also runs TFX's resolver tasks).
 LOCAL = "local"
 KFP_TARGETS = ("kubeflow", "vertex")
+BEAM_RUNNERS = ("direct", "flink", "dataflow")
 # Storage for data, pipeline root and serving models on a cluster: a local path exists
 # only on the machine that compiles, and TFX's executors write artifacts through
 # TensorFlow's filesystems, which in our image cover gs:// (KFP's driver also takes
@@ -95,12 +97,24 @@ class PipelineConfig:
     # Largest accuracy drop tolerated against the latest blessed model.
     max_accuracy_drop: float = 0.02
 
-    # Beam: DirectRunner in multi-processing mode; 0 workers means one per CPU core.
+    # The Beam runner of every Beam component (ImageExampleGen, StatisticsGen, Transform,
+    # Evaluator), one of BEAM_RUNNERS: "direct" (Beam's DirectRunner, in processes of this
+    # machine or pod), "flink" (Beam's portable Flink runner: locally a Flink cluster that
+    # the run starts and stops, pipeline/flink.py; on a KFP target the cluster's Beam job
+    # server, flink_job_server) or "dataflow" (KFP targets only).
+    beam_runner: str = "direct"
+    # Parallel Beam workers: DirectRunner processes, or Flink's parallelism and its Python
+    # SDK worker processes per TaskManager. 0: the runner's own choice: the DirectRunner's
+    # one per core (in a KFP task, per requested core); Flink's default parallelism (the
+    # cluster's; locally one per core) and an SDK worker per core but one (the JVM's).
     beam_num_workers: int = 0
-    # Beam args for a distributed runner (Dataflow, Flink, Spark), used by every Beam
-    # component (ExampleGen, StatisticsGen, Transform, Evaluator...) instead of the
-    # DirectRunner's; comma-separated in the environment.
-    beam_runner_args: tuple[str, ...] = ()
+    # The host of the cluster's Beam Flink job server (beam_runner=flink on a KFP target),
+    # e.g. its Kubernetes Service's name, serving jobs and their files on Beam's usual
+    # ports (pipeline/flink.py: the local cluster's are the same, on localhost).
+    flink_job_server: str = ""
+    # Dataflow (beam_runner=dataflow): the Google Cloud project and region of its jobs.
+    dataflow_project: str = ""
+    dataflow_region: str = "us-central1"
     enable_cache: bool = True
 
     # Retraining on new data. With spans, data_root holds numbered drops span-1/, span-2/,
@@ -191,11 +205,12 @@ class PipelineConfig:
                    f"one of {', '.join(GPU_SPEEDUP_SETTINGS)}", getattr(self, name))
         _check(self.beam_num_workers >= 0, "beam_num_workers",
                "an integer >= 0 (0: one per CPU core)", self.beam_num_workers)
-        _check(not self.beam_runner_args or (
-                   all(arg.startswith("--") for arg in self.beam_runner_args)
-                   and any(arg.startswith("--runner=") for arg in self.beam_runner_args)),
-               "beam_runner_args", "none, or --flags including --runner=...",
-               self.beam_runner_args)
+        _check(self.beam_runner in BEAM_RUNNERS, "beam_runner",
+               f"one of {', '.join(BEAM_RUNNERS)}", self.beam_runner)
+        _check(re.fullmatch(r"[A-Za-z0-9.-]*", self.flink_job_server) is not None,
+               "flink_job_server", "a host name", self.flink_job_server)
+        _check(self.beam_runner != "dataflow" or self.dataflow_project != "", "dataflow_project",
+               "a Google Cloud project for beam_runner=dataflow", self.dataflow_project)
         _check(isinstance(self.trainer_gpu_count, int) and self.trainer_gpu_count >= 0,
                "trainer_gpu_count", "an integer >= 0", self.trainer_gpu_count)
         _check(self.kfp_target in KFP_TARGETS, "kfp_target", f"one of {list(KFP_TARGETS)}",
@@ -264,21 +279,56 @@ class PipelineConfig:
         return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.kfp_target]
 
     def beam_pipeline_args(self, target: str = LOCAL) -> list[str]:
-        """Every Beam component's args: beam_runner_args, else the DirectRunner's.
+        """Every Beam component's args: beam_runner's, on `target` (LOCAL or a KFP target).
 
-        Naming a setup file stops TFX from packaging its own installation into an sdist
-        for every Beam component (2-3 s each), which the DirectRunner never uses: its
-        workers run in the same environment. In a KFP task that environment is the image,
-        and the pod's CPU request, not the node's core count, sets the workers.
+        Our code reaches Flink's workers as the package of a setup file, which Beam stages
+        with each job and every worker installs: the workers (a worker pool beside each
+        TaskManager) outlive any one image of our code. Dataflow's workers run
+        container_image itself, which holds our code (kubeflow/runner.py compiles with it
+        tagged by the code's fingerprint). The DirectRunner's workers run in the
+        pipeline's own environment; naming a setup file still stops TFX from packaging its
+        own installation into an sdist for every Beam component (2-3 s each), which it
+        does for args that name neither a package nor an image.
         """
-        if self.beam_runner_args:
-            return list(self.beam_runner_args)
-        if target == LOCAL:
-            workers, setup_file = self.beam_num_workers, SETUP_FILE
-        else:
-            workers, setup_file = max(1, int(self.task_cpu)), IMAGE_SETUP_FILE
-        return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+        setup_file = SETUP_FILE if target == LOCAL else IMAGE_SETUP_FILE
+        if self.beam_runner == "direct":
+            # In a KFP task, the pod's CPU request, not the node's cores, sets the workers.
+            workers = self.beam_num_workers if target == LOCAL else max(1, int(self.task_cpu))
+            return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
+                    f"--setup_file={setup_file}"]
+        if self.beam_runner == "flink":
+            if target == LOCAL:
+                job_server = "localhost"
+            elif self.flink_job_server:
+                job_server = self.flink_job_server
+            else:
+                raise ValueError(f"Invalid setting flink_job_server='' for beam_runner=flink "
+                                 f"on kfp_target={target!r}: expected the host of the "
+                                 "cluster's Beam Flink job server (kubeflow/README.md).")
+            return [
+                "--runner=PortableRunner", f"--job_endpoint={job_server}:{flink.JOB_SERVER_PORT}",
+                # Named here: a job server in a pod tells clients the host it binds, 0.0.0.0.
+                f"--artifact_endpoint={job_server}:{flink.ARTIFACT_PORT}",
+                # The SDK workers come from a worker pool beside each Flink TaskManager (a
+                # sidecar on Kubernetes, a local process here), on Beam's usual port.
+                "--environment_type=EXTERNAL",
+                f"--environment_config=localhost:{flink.WORKER_POOL_PORT}",
+                # Flink runs a batch job region by region and lets the job's SDK workers
+                # go when a region ends; kept this long, the next region reuses them
+                # instead of starting its own (boot, install, imports: seconds each).
+                "--environment_cache_millis=10000",
+                # Unset: Flink's default parallelism (the cluster's; locally one per core).
+                *([f"--parallelism={self.beam_num_workers}"] if self.beam_num_workers else []),
+                f"--sdk_worker_parallelism={self.beam_num_workers}",
                 f"--setup_file={setup_file}"]
+        if target == LOCAL:
+            raise ValueError("Invalid setting beam_runner='dataflow' for the local engine: "
+                             "expected direct or flink (Dataflow runs the Beam components "
+                             "of a Kubeflow or Vertex spec: make kubeflow-compile).")
+        return ["--runner=DataflowRunner", f"--project={self.dataflow_project}",
+                f"--region={self.dataflow_region}",
+                f"--temp_location={_absolute(self.output_dir, 'beam-temp')}",
+                f"--sdk_container_image={self.container_image}"]
 
     def transform_config(self) -> TransformConfig:
         """Transform's settings; `.to_custom_config()` is its `custom_config`."""

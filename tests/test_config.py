@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PipelineConfig
+from pipeline import flink
+from pipeline.config import SETUP_FILE, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +86,30 @@ def test_reading_the_config_loads_neither_tensorflow_nor_tfx():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"
+
+
+def test_beam_runs_on_the_direct_runner_unless_told_otherwise():
+    assert PipelineConfig().beam_runner == "direct"
+    assert PipelineConfig.from_env({"BEAM_RUNNER": "flink"}).beam_runner == "flink"
+    assert PipelineConfig(beam_num_workers=2).beam_pipeline_args() == [
+        "--direct_running_mode=multi_processing", "--direct_num_workers=2",
+        f"--setup_file={SETUP_FILE}"]
+
+
+def test_local_flink_args_name_the_local_cluster_and_send_our_code_as_a_setup_file():
+    assert PipelineConfig(beam_runner="flink", beam_num_workers=2).beam_pipeline_args() == [
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{flink.JOB_SERVER_PORT}",
+        f"--artifact_endpoint=localhost:{flink.ARTIFACT_PORT}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{flink.WORKER_POOL_PORT}",
+        "--environment_cache_millis=10000", "--parallelism=2", "--sdk_worker_parallelism=2",
+        f"--setup_file={SETUP_FILE}"]
+    # 0 workers: Flink's default parallelism (one per core) and its SDK workers (cores - 1).
+    args = PipelineConfig(beam_runner="flink").beam_pipeline_args()
+    assert "--sdk_worker_parallelism=0" in args
+    assert not any(arg.startswith("--parallelism") for arg in args)
+
+
+def test_dataflow_is_refused_for_the_local_engine():
+    config = PipelineConfig(beam_runner="dataflow", dataflow_project="my-project")
+    with pytest.raises(ValueError, match=r"beam_runner='dataflow' for the local engine"):
+        config.beam_pipeline_args()

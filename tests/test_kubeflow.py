@@ -23,8 +23,8 @@ from pipeline.definition import create_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "gs://bucket-this-machine-cannot-reach"
-BEAM_ARGS = ("--runner=FlinkRunner", "--flink_master=flink-jobmanager:8081",
-             "--environment_type=EXTERNAL", "--environment_config=localhost:50000")
+BEAM_TASKS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator")
+FLINK_JOB_SERVER = "beam-flink-job-server.flink"
 ARGO_COMPILE = REPO / "outputs" / "bin" / "kfp-argo-compile"
 
 
@@ -137,7 +137,7 @@ def test_the_spec_names_nothing_from_the_compiling_machine(specs):
 def test_beam_workers_follow_the_pod_cpu_request_and_use_the_image_setup_file(tmp_path):
     spec_file = compile_pipeline(cluster_config(task_cpu=3.5), str(tmp_path))
     spec = yaml.safe_load(Path(spec_file).read_text())
-    for task in ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+    for task in BEAM_TASKS:
         container = _executor(spec, task)["container"]
         assert container["args"][-3:] == ["--direct_running_mode=multi_processing",
                                           "--direct_num_workers=3",
@@ -145,13 +145,44 @@ def test_beam_workers_follow_the_pod_cpu_request_and_use_the_image_setup_file(tm
         assert container["resources"]["resourceCpuRequest"] == "3.5"
 
 
-def test_distributed_beam_runner_args_reach_every_beam_task(tmp_path):
-    spec_file = compile_pipeline(cluster_config(beam_runner_args=BEAM_ARGS), str(tmp_path))
-    spec = yaml.safe_load(Path(spec_file).read_text())
-    for task in ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator"):
+def _check_beam_args(spec, expected_tail):
+    """That each Beam task's args end with `expected_tail`, and hold no DirectRunner's."""
+    for task in BEAM_TASKS:
         args = _executor(spec, task)["container"]["args"]
-        assert args[-len(BEAM_ARGS):] == list(BEAM_ARGS)
-        assert not any(arg.startswith("--direct_") for arg in args)
+        assert args[-len(expected_tail):] == expected_tail, task
+        assert not any(arg.startswith("--direct_") for arg in args), task
+
+
+def test_flink_beam_tasks_submit_to_the_cluster_job_server_with_a_worker_pool_sidecar(tmp_path):
+    spec_file = compile_pipeline(cluster_config(beam_runner="flink",
+                                                flink_job_server=FLINK_JOB_SERVER),
+                                 str(tmp_path))
+    _check_beam_args(yaml.safe_load(Path(spec_file).read_text()), [
+        "--runner=PortableRunner", f"--job_endpoint={FLINK_JOB_SERVER}:8099",
+        f"--artifact_endpoint={FLINK_JOB_SERVER}:8098",
+        "--environment_type=EXTERNAL", "--environment_config=localhost:50000",
+        "--environment_cache_millis=10000",
+        # Parallelism: the Flink cluster's own; SDK workers: a TaskManager's cores but one.
+        "--sdk_worker_parallelism=0",
+        f"--setup_file={IMAGE_SETUP_FILE}"])
+
+
+def test_dataflow_beam_tasks_run_on_workers_of_the_pipeline_image(tmp_path):
+    spec_file = compile_pipeline(cluster_config(beam_runner="dataflow",
+                                                dataflow_project="my-project",
+                                                dataflow_region="europe-west4"),
+                                 str(tmp_path))
+    spec = yaml.safe_load(Path(spec_file).read_text())
+    [task_image] = {container["image"] for container in _containers(spec).values()}
+    assert task_image == f"cats-dogs-resnet:{image.code_fingerprint()}"
+    _check_beam_args(spec, [
+        "--runner=DataflowRunner", "--project=my-project", "--region=europe-west4",
+        f"--temp_location={BUCKET}/runs/beam-temp", f"--sdk_container_image={task_image}"])
+
+
+def test_flink_without_the_cluster_job_server_is_refused_at_compile_time(tmp_path):
+    with pytest.raises(ValueError, match=r"flink_job_server='' for beam_runner=flink"):
+        compile_pipeline(cluster_config(beam_runner="flink"), str(tmp_path))
 
 
 def test_every_task_requests_cpu_and_memory_and_the_trainer_its_gpus(specs):
@@ -208,7 +239,9 @@ def test_what_a_cluster_cannot_run_is_refused_at_compile_time(settings, message,
     ({"trainer_accelerator_type": "NVIDIA_L4"}, "trainer_accelerator_type",
      "a Kubernetes resource name"),
     ({"task_memory_gib": 0}, "task_memory_gib", "a positive number"),
-    ({"beam_runner_args": ("--project=p",)}, "beam_runner_args", "--runner="),
+    ({"beam_runner": "spark"}, "beam_runner", "one of direct, flink, dataflow"),
+    ({"flink_job_server": "http://jobserver:8099"}, "flink_job_server", "a host name"),
+    ({"beam_runner": "dataflow"}, "dataflow_project", "a Google Cloud project"),
     ({"trainer_gpu_count": -1}, "trainer_gpu_count", "an integer >= 0"),
     ({"trainer_workers": 0}, "trainer_workers", "an integer >= 1"),
 ])

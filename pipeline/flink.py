@@ -1,0 +1,242 @@
+"""Beam on Apache Flink, on this machine: Beam's Flink job server with an embedded Flink
+cluster, and Python SDK workers in processes of their own that see the lock's packages
+but not this checkout, so that our code reaches them as on a cluster: through the
+package Beam stages from `--setup_file`.
+
+    with local_flink_cluster():     # what `make pipeline BEAM_RUNNER=flink` runs around the run
+        ...                         # Beam pipelines with PipelineConfig.beam_pipeline_args()
+
+What runs, and where it comes from (fetched once by `install()`, `make flink-runner`):
+
+- The job server (`FlinkJobServerDriver --flink-master=[local]`), which runs each job on a
+  Flink mini cluster of its own, from the classpath that flink/pom.xml resolves with
+  Maven into outputs/flink/ (the first time about 150 MB, two minutes; the jars stay in
+  ~/.m2, so a fresh outputs/ only copies them).
+- A worker pool (Beam's `worker_pool_main`, what the SDK container's `--worker_pool` mode
+  runs, e.g. as a Flink TaskManager's sidecar on Kubernetes), asked by Flink for SDK
+  workers (EXTERNAL environment). It starts each through flink/sdk_worker.sh and Beam's
+  boot program, the SDK container's entry point (built with Go from Beam's own module at
+  our Beam version), which fetches the job's staged files, installs its package and
+  starts the SDK harness.
+- The workers' Python is a venv of its own (outputs/flink/worker-venv) that reads the
+  lock's packages from this environment's site-packages by a plain path line: Python
+  does not process the .pth files of a folder added that way, so this checkout's editable
+  install is not seen. The pool runs in a scratch folder, not the checkout, without
+  PYTHONPATH: a worker imports our code from the package the job staged, or fails.
+
+The ports are Beam's conventional ones, fixed so that a run's Beam args (which TFX keys
+its cache by) are the same every run: one such cluster per machine at a time.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+# Read without importing Beam: PipelineConfig imports this module's ports.
+BEAM_VERSION = importlib.metadata.version("apache-beam")
+
+REPO = Path(__file__).resolve().parents[1]
+POM = REPO / "flink" / "pom.xml"
+SDK_WORKER_SCRIPT = REPO / "flink" / "sdk_worker.sh"
+FLINK_DIR = REPO / "outputs" / "flink"
+WORKER_VENV = FLINK_DIR / "worker-venv"
+LOG_DIR = FLINK_DIR / "logs"
+# Beam's boot program for the Python SDK container, from Beam's Go module at the SDK's
+# own version (the Go module proxy serves it; its dependencies are cached in ~/go).
+BOOT_PACKAGE = f"github.com/apache/beam/sdks/v2/python/container@v{BEAM_VERSION}"
+BOOT = FLINK_DIR / f"beam-boot-{BEAM_VERSION}"
+
+JOB_SERVER_PORT = 8099
+ARTIFACT_PORT = 8098
+WORKER_POOL_PORT = 50000
+JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
+# The flags Flink's own launch scripts give a Java 17 JVM (env.java.opts.all of Flink
+# 1.19's default configuration): Flink serializes JDK classes by reflection.
+JAVA_OPENS = [f"--add-opens=java.base/{package}=ALL-UNNAMED" for package in (
+    "java.lang", "java.net", "java.io", "java.nio", "sun.nio.ch", "java.lang.reflect",
+    "java.text", "java.time", "java.util", "java.util.concurrent",
+    "java.util.concurrent.atomic", "java.util.concurrent.locks")]
+# The embedded Flink cluster, and so every job's data between steps, lives in this heap.
+JOB_SERVER_HEAP = "-Xmx2g"
+# Timestamped; not Flink's every task state change, nor the runner's dump of every job's
+# metrics at its end (INFO, megabytes a run). The job service's own lines stay.
+JOB_SERVER_LOGGING = [f"-Dorg.slf4j.simpleLogger.{setting}" for setting in (
+    "showDateTime=true", "dateTimeFormat=HH:mm:ss.SSS", "log.org.apache.flink=warn",
+    "log.org.apache.beam.runners.flink.FlinkPipelineRunner=warn")]
+# A cold JVM, then Flink's and Beam's services; seconds on an idle machine.
+START_TIMEOUT_S = 180
+STOP_TIMEOUT_S = 30
+# Tools that install() needs, and what each is for.
+REQUIRED_TOOLS = {"java": "the job server", "mvn": "fetching the job server",
+                  "go": "building Beam's boot program"}
+
+
+def missing_tools() -> list[str]:
+    """The tools of REQUIRED_TOOLS this machine lacks."""
+    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
+
+
+def job_server_classpath() -> Path:
+    """The folder of the job server's jars, named by the POM's digest: a changed POM
+    resolves into a folder of its own."""
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    return FLINK_DIR / f"job-server-{digest}"
+
+
+def install() -> None:
+    """Fetches and builds what the cluster runs, unless already there: the job server's
+    classpath, Beam's boot program and the workers' venv."""
+    missing = missing_tools()
+    if missing:
+        raise RuntimeError("Beam on Flink needs " + ", ".join(
+            f"{tool} ({REQUIRED_TOOLS[tool]})" for tool in missing) + " on the PATH.")
+    FLINK_DIR.mkdir(parents=True, exist_ok=True)
+    classpath = job_server_classpath()
+    if not classpath.is_dir():
+        print(f"Fetching Beam's Flink job server with Maven into {classpath} (the first "
+              "time about 150 MB, kept in ~/.m2)...", flush=True)
+        _build_into(classpath, lambda partial: [
+            "mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "package",
+            f"-Dclasspath.dir={partial}"])
+    if not BOOT.is_file():
+        print(f"Building Beam's SDK worker boot program ({BOOT_PACKAGE}) with Go...", flush=True)
+        with tempfile.TemporaryDirectory(dir=FLINK_DIR) as gobin:
+            subprocess.run(["go", "install", BOOT_PACKAGE], check=True,
+                           env={**os.environ, "GOBIN": gobin})
+            # `go install` names the program after its folder, python/container.
+            Path(gobin, "container").replace(BOOT)
+    _make_worker_venv()
+
+
+def _build_into(target: Path, command) -> None:
+    """Runs command(partial folder), then renames the folder into place: an interrupted
+    fetch leaves no half-filled target."""
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    try:
+        subprocess.run(command(partial), check=True)
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _make_worker_venv() -> None:
+    """A venv whose Python reads this environment's site-packages as a plain path: the
+    lock's packages, without the .pth files there (this checkout's editable install)."""
+    if not (WORKER_VENV / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(WORKER_VENV)],
+                       check=True)
+    packages = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")}
+    [worker_site_packages] = WORKER_VENV.glob("lib/python*/site-packages")
+    (worker_site_packages / "pipeline-environment.pth").write_text(
+        "".join(f"{path}\n" for path in sorted(packages)))
+
+
+@contextlib.contextmanager
+def local_flink_cluster() -> Iterator[None]:
+    """The job server on localhost (JOB_SERVER_PORT, ARTIFACT_PORT) and the worker pool
+    (WORKER_POOL_PORT), both stopped on the way out, failures included. Their logs:
+    outputs/flink/logs/."""
+    install()
+    for port in (JOB_SERVER_PORT, ARTIFACT_PORT, WORKER_POOL_PORT):
+        if port_in_use(port):
+            raise RuntimeError(
+                f"Port {port} on localhost is taken, by another local Flink cluster (a "
+                "second BEAM_RUNNER=flink run on this machine?) or another program: the "
+                "local Flink runner needs it.")
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    # The cluster's files: the jobs' staged files, the workers' folders; its processes'
+    # working directory, not the checkout.
+    with tempfile.TemporaryDirectory(prefix="local-flink-") as scratch, \
+            contextlib.ExitStack() as running:
+        workers_dir = os.path.join(scratch, "workers")
+        os.mkdir(workers_dir)
+        job_server = _start(
+            "job-server",
+            ["java", JOB_SERVER_HEAP, *JOB_SERVER_LOGGING, *JAVA_OPENS,
+             "-cp", f"{job_server_classpath()}/*", JOB_SERVER_MAIN, "--flink-master=[local]",
+             f"--job-port={JOB_SERVER_PORT}", f"--artifact-port={ARTIFACT_PORT}",
+             f"--artifacts-dir={scratch}/artifacts",
+             "--expansion-port=0"],  # for cross-language transforms, which we have none of
+            cwd=scratch, env=os.environ)
+        running.callback(_stop, job_server, signal.SIGTERM)
+        pool = _start(
+            "worker-pool",
+            [str(WORKER_VENV / "bin" / "python"), "-m",
+             "apache_beam.runners.worker.worker_pool_main", f"--service_port={WORKER_POOL_PORT}",
+             f"--container_executable={SDK_WORKER_SCRIPT}"],
+            cwd=scratch, env=_worker_environment(workers_dir))
+        # SIGINT: the pool's own shutdown, which stops the workers it started.
+        running.callback(_stop, pool, signal.SIGINT)
+        _wait_until_listening(job_server, "job server", JOB_SERVER_PORT)
+        _wait_until_listening(pool, "worker pool", WORKER_POOL_PORT)
+        yield
+
+
+def _worker_environment(workers_dir: str) -> dict[str, str]:
+    """The pool's environment, and so every worker's: the worker venv's Python first on
+    the PATH (the pool and boot start a bare `python`), nothing of this checkout's."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {**environment,
+            "PATH": f"{WORKER_VENV / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "VIRTUAL_ENV": str(WORKER_VENV),
+            "BEAM_BOOT": str(BOOT),
+            "BEAM_WORKERS_DIR": workers_dir,
+            "TF_USE_LEGACY_KERAS": "1"}
+
+
+def _start(name: str, command: list[str], cwd: str, env) -> subprocess.Popen:
+    with open(LOG_DIR / f"{name}.log", "w") as log:
+        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("localhost", port)) == 0
+
+
+def _wait_until_listening(process: subprocess.Popen, name: str, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not port_in_use(port):
+        if process.poll() is not None:
+            raise RuntimeError(f"The {name} exited with status {process.returncode} before "
+                               f"listening on port {port}:\n{_log_tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"The {name} did not listen on port {port} within "
+                               f"{START_TIMEOUT_S} s:\n{_log_tail()}")
+        time.sleep(0.5)
+
+
+def _log_tail(lines: int = 30) -> str:
+    return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-lines:])
+                     for log in sorted(LOG_DIR.glob("*.log")))
+
+
+def _stop(process: subprocess.Popen, stop_signal: int) -> None:
+    """Asks the process to stop, then kills it if it has not within STOP_TIMEOUT_S."""
+    if process.poll() is None:
+        process.send_signal(stop_signal)
+        try:
+            process.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+if __name__ == "__main__":
+    # `make flink-runner`: fetch and build ahead of a first BEAM_RUNNER=flink run.
+    install()
+    print(f"Job server classpath: {job_server_classpath()}\nBoot program: {BOOT}\n"
+          f"Worker venv: {WORKER_VENV}")
