@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import pytest
 import tensorflow as tf
 from tfx.types import artifact_utils, standard_artifacts
 
+from benchmarks.multi_worker import free_ports
 from components.tfjob_trainer.executor import worker_command
 from metadata.store import (INPUT_EVENTS, PIPELINE_RUN_CONTEXT, artifacts_by_key, component_of,
                             open_store)
@@ -34,16 +34,6 @@ pytestmark = pytest.mark.e2e
 WORKERS = 2
 EPOCHS = 8
 STEPS = EPOCHS * (200 // 32)  # the 200 images ingested, in global batches of 2 x 16
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("localhost", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def trainer_inputs(config, run_id: str) -> dict:
