@@ -75,10 +75,13 @@ retrain: venv
 history: venv
 	$(BIN)/python -m pipeline.history
 
-# The report tests open the HTML in headless Chromium (Debian's package).
+# The report tests open the HTML in headless Chromium (Debian's package). The suite runs
+# in TEST_WORKERS processes (a pipeline run keeps ~1.2 of 2 cores busy: two overlap well),
+# each taking whole groups of tests (tests/conftest.py); the slowest are listed at the end.
+TEST_WORKERS ?= 2
 test: venv
 	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
 clean:
 	rm -rf outputs

@@ -1,11 +1,43 @@
 import os
+import sys
 
 # Keras 2 (tf-keras) must be chosen before TensorFlow is first imported.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest  # noqa: E402
 
-from tests.helpers import analyze_and_transform, encode_image, run_blessed_pipeline  # noqa: E402
+from tests.helpers import (BLESSED_RUN_GROUP, analyze_and_transform, encode_image,  # noqa: E402
+                           run_blessed_pipeline)
+
+# `make test` runs the suite in two pytest-xdist workers, handing them whole groups
+# (`--dist loadgroup`). Every file is a group of its own, so that a module's fixtures run
+# once, except where tests share something that must not run twice or side by side:
+# the session's blessed pipeline run, and Flink's fixed ports (test_flink.py joins the
+# blessed run's group, which holds test_flink_e2e.py).
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            group = (BLESSED_RUN_GROUP if "blessed_run" in item.fixturenames
+                     else item.module.__name__)
+            item.add_marker(pytest.mark.xdist_group(group))
+    # The end-to-end groups first (a worker takes the groups in this order): the longest
+    # work starts at once and the short unit tests fill in at the end.
+    items.sort(key=lambda item: not item.get_closest_marker("e2e"))
+
+
+def pytest_collection_finish(session):
+    """xdist groups a test by a suffix it adds to the test's id; with a pytest where it
+    cannot (9.2 with xdist 3.8) the groups' work would run twice and side by side."""
+    if getattr(session.config.option, "loadgroup", False):
+        ungrouped = [item.nodeid for item in session.items if "@" not in item.nodeid]
+        if ungrouped:
+            # A worker's exceptions reach the terminal as xdist's internal error only.
+            print(f"pytest-xdist did not group {ungrouped[0]}: check that the pinned pytest "
+                  "and pytest-xdist work together", file=sys.__stderr__)
+            pytest.exit("ungrouped tests", returncode=4)
 
 
 @pytest.fixture(scope="session")

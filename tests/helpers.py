@@ -92,6 +92,9 @@ def serving_versions(config) -> list[str]:
                   if path.name.isdigit())
 
 
+# The pytest-xdist group of the tests that read the blessed run (tests/conftest.py).
+BLESSED_RUN_GROUP = "blessed_run"
+
 # A file of random bytes among the blessed run's training images: it must be reported.
 CORRUPT_FILE = "cats/cat.999.jpg"
 

@@ -15,10 +15,12 @@ import pytest
 
 from pipeline import flink
 from pipeline.config import PipelineConfig
-from tests.helpers import REPO_ROOT
+from tests.helpers import BLESSED_RUN_GROUP, REPO_ROOT
 
 pytestmark = [
     pytest.mark.e2e,
+    # One Flink cluster at a time (fixed ports): in the worker that runs test_flink_e2e.py.
+    pytest.mark.xdist_group(BLESSED_RUN_GROUP),
     pytest.mark.skipif(bool(flink.missing_tools()), reason=(
         f"Beam on Flink needs {', '.join(flink.missing_tools())}, not on this machine")),
 ]
