@@ -4,11 +4,13 @@ report, the benchmarks, the tests) goes through here.
 
 - `store.py`: the MLMD store, opened read-only from its path, and the ways through it:
   runs, artifacts by type or by component, the executions that read and wrote them.
-- `evaluation_results.py`: TFMA's metrics and threshold checks, read from the files the
-  Evaluator wrote.
+- `evaluation_results.py`: TFMA's eval config, metrics, plots and threshold checks, read
+  from the files the Evaluator wrote, with TFMA's own proto descriptors.
+- `tfrecords.py`: the records of a TFRecord file (TFMA's results, TensorBoard's logs).
 - `runs.py`: what one run did (spans, blessing, metrics, push) and what its evaluation
   was made of.
 
 None of it imports TensorFlow or TFMA (each takes seconds to import): a look at the
-history is as quick as the files it reads.
+history is as quick as the files it reads, and the report imports TensorFlow only to
+predict.
 """

@@ -1,118 +1,146 @@
-"""TFMA's results, read from the files the Evaluator wrote, with protobuf alone.
+"""TFMA's results, read from the files the Evaluator wrote, without importing TFMA.
 
-TFMA writes its metrics (`metrics*.tfrecord`: one `MetricsForSlice` per slice) and its
-threshold checks (`validations*.tfrecord`: one `ValidationResult`) as TFRecords of its
-protos. TFMA's own proto classes come only with its package, which imports TensorFlow
-(seconds), so the messages are declared here: the fields read below, under TFMA's field
-numbers (tensorflow_model_analysis/proto/metrics_for_slice.proto and
-validation_result.proto); protobuf skips the others.
+TFMA writes its eval config (`eval_config.json`), its metrics and plots
+(`metrics*.tfrecord`, `plots*.tfrecord`: one `MetricsForSlice` / `PlotsForSlice` per
+slice) and its threshold checks (`validations*.tfrecord`: one `ValidationResult`), as
+TFRecords of its protos. Its proto modules come only with its package, whose import pulls
+in TensorFlow and Beam (seconds), so the message classes here are built from the same
+descriptors, read out of TFMA's generated modules without running them, in a pool of their
+own (a process that imports TFMA too keeps TFMA's classes). Values are read as TFMA's own
+loaders give them (`tfma.load_eval_result`): slices as tuples of (feature, value), metrics
+and plots as the JSON dicts of their protos.
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
-import struct
 from pathlib import Path
 from typing import Iterator
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import (descriptor_pb2, descriptor_pool, json_format, message_factory,
+                             wrappers_pb2)
 
-# {message: {field: (TFMA's field number, type)}}; a type named here is a message, and
-# "repeated T" a list of T.
-_TFMA_MESSAGES = {
-    # A message whose presence alone matters here: a slice's feature values, a cross
-    # slice, a metric's sub key (class id, top k) or aggregation type.
-    "Present": {},
-    "SliceKey": {"single_slice_keys": (1, "repeated Present")},
-    "MetricKey": {"name": (1, "string"), "output_name": (2, "string"), "sub_key": (3, "Present"),
-                  "model_name": (4, "string"), "is_diff": (5, "bool"),
-                  "aggregation_type": (6, "Present")},
-    "DoubleValue": {"value": (1, "double")},  # google.protobuf.DoubleValue
-    "MetricValue": {"double_value": (1, "DoubleValue")},
-    "MetricKeyAndValue": {"key": (1, "MetricKey"), "value": (2, "MetricValue")},
-    "MetricsForSlice": {"slice_key": (1, "SliceKey"), "cross_slice_key": (3, "Present"),
-                        "metric_keys_and_values": (51, "repeated MetricKeyAndValue")},
-    "ValidationFailure": {"metric_key": (1, "MetricKey"), "message": (4, "string")},
-    "MetricsValidationForSlice": {"failures": (3, "repeated ValidationFailure")},
-    "ValidationResult": {
-        "metric_validations_per_slice": (2, "repeated MetricsValidationForSlice")},
-}
-_PACKAGE = "tfma_results"
+from metadata.tfrecords import read_records
+
+_TFMA_PACKAGE = "tensorflow_model_analysis"
+# TFMA's generated proto modules, each after those it imports.
+_TFMA_PROTO_MODULES = ("config_pb2", "metrics_for_slice_pb2", "validation_result_pb2")
+# TFMA names the candidate-minus-baseline value of metric m "m_diff".
+DIFF_SUFFIX = "_diff"
+
+SliceKey = tuple  # TFMA's: () overall, or ((feature, value), ...)
 
 
-def _message_classes() -> dict[str, type]:
-    """Protobuf classes for _TFMA_MESSAGES, in a pool of their own: TFMA's real messages,
-    when a process imports TFMA too, keep theirs."""
-    file = descriptor_pb2.FileDescriptorProto(name=f"{_PACKAGE}.proto", package=_PACKAGE,
-                                              syntax="proto3")
-    field_types = descriptor_pb2.FieldDescriptorProto
-    for message_name, fields in _TFMA_MESSAGES.items():
-        message = file.message_type.add(name=message_name)
-        for field_name, (number, type_name) in fields.items():
-            repeated, _, type_name = type_name.rpartition(" ")
-            field = message.field.add(
-                name=field_name, number=number,
-                label=field_types.LABEL_REPEATED if repeated else field_types.LABEL_OPTIONAL)
-            if type_name in _TFMA_MESSAGES:
-                field.type, field.type_name = field_types.TYPE_MESSAGE, f".{_PACKAGE}.{type_name}"
-            else:
-                field.type = field_types.Type.Value(f"TYPE_{type_name.upper()}")
+def _serialized_file_descriptor(generated_module: Path) -> bytes:
+    """The FileDescriptorProto a protoc-generated module registers, read from its source
+    (the bytes of its `AddSerializedFile(b'...')` call)."""
+    for node in ast.walk(ast.parse(generated_module.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile":
+            return node.args[0].value
+    raise ValueError(f"{generated_module} registers no file descriptor")
+
+
+def _tfma_message_classes() -> dict[str, type]:
+    # find_spec of a top-level package locates it without importing it.
+    package_dir = Path(importlib.util.find_spec(_TFMA_PACKAGE).submodule_search_locations[0])
     pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-            for name in _TFMA_MESSAGES}
+    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(wrappers_pb2.DESCRIPTOR.serialized_pb))
+    for module in _TFMA_PROTO_MODULES:
+        pool.AddSerializedFile(_serialized_file_descriptor(package_dir / "proto" / f"{module}.py"))
+    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(
+        f"{_TFMA_PACKAGE}.{name}")) for name in
+        ("EvalConfig", "MetricsForSlice", "PlotsForSlice", "ValidationResult")}
 
 
-_CLASSES = _message_classes()
+_CLASSES = _tfma_message_classes()
+EvalConfig = _CLASSES["EvalConfig"]
 MetricsForSlice = _CLASSES["MetricsForSlice"]
+PlotsForSlice = _CLASSES["PlotsForSlice"]
 ValidationResult = _CLASSES["ValidationResult"]
+
+
+def eval_config(evaluation_uri: str) -> EvalConfig:
+    """The EvalConfig the Evaluator ran with (its model specs carry the model names)."""
+    written = json.loads(Path(evaluation_uri, "eval_config.json").read_text())
+    return json_format.ParseDict(written["evalConfig"], EvalConfig(), ignore_unknown_fields=True)
+
+
+def model_names(config: EvalConfig) -> tuple[str, str | None]:
+    """(the candidate's name, the baseline's or None): "candidate" and "baseline" beside a
+    baseline, "" for a lone candidate."""
+    [candidate] = [spec.name for spec in config.model_specs if not spec.is_baseline]
+    baselines = [spec.name for spec in config.model_specs if spec.is_baseline]
+    return candidate, (baselines[0] if baselines else None)
+
+
+def metrics_by_slice(evaluation_uri: str, model_name: str) -> dict[SliceKey, dict[str, dict]]:
+    """{slice: {metric name: value as JSON, e.g. {"doubleValue": 0.8}}} of one model, with
+    the metrics of no model in particular (the example count); a candidate's differences
+    to the baseline as "<name>_diff". Per-class sub keys, aggregations, other outputs and
+    cross slices, which this pipeline does not configure, are left out."""
+    by_slice = {}
+    for record in _records(evaluation_uri, "metrics"):
+        metrics_for_slice = MetricsForSlice.FromString(record)
+        if metrics_for_slice.HasField("cross_slice_key"):
+            continue
+        metrics = by_slice.setdefault(slice_key_of(metrics_for_slice.slice_key), {})
+        for key_and_value in metrics_for_slice.metric_keys_and_values:
+            key = key_and_value.key
+            if (key.model_name in (model_name, "") and not key.output_name
+                    and not key.HasField("sub_key") and not key.HasField("aggregation_type")):
+                name = key.name + (DIFF_SUFFIX if key.is_diff else "")
+                metrics[name] = json_format.MessageToDict(key_and_value.value)
+    return by_slice
+
+
+def plots_by_slice(evaluation_uri: str, model_name: str) -> dict[SliceKey, dict]:
+    """{slice: TFMA's plots of one model as JSON, by plot name (e.g.
+    "confusionMatrixAtThresholds")}; only slices with plots."""
+    by_slice = {}
+    for record in _records(evaluation_uri, "plots"):
+        plots_for_slice = PlotsForSlice.FromString(record)
+        for key_and_value in plots_for_slice.plot_keys_and_values:
+            key = key_and_value.key
+            if key.model_name == model_name and not key.output_name and not key.HasField("sub_key"):
+                by_slice[slice_key_of(plots_for_slice.slice_key)] = json_format.MessageToDict(
+                    key_and_value.value)
+    return by_slice
+
+
+def validation_result(evaluation_uri: str) -> ValidationResult:
+    [record] = _records(evaluation_uri, "validations")
+    return ValidationResult.FromString(record)
 
 
 def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     """The candidate model's metrics on the whole eval split, by TFMA's metric name (what
-    `tfma.load_eval_result(uri).get_metrics_for_slice()` holds as doubles)."""
-    candidate = _candidate_model_name(evaluation_uri)
-    metrics = {}
-    for record in _records(evaluation_uri, "metrics"):
-        metrics_for_slice = MetricsForSlice.FromString(record)
-        if (metrics_for_slice.HasField("cross_slice_key")
-                or metrics_for_slice.slice_key.single_slice_keys):
-            continue  # a slice of the data, not all of it
-        for key_and_value in metrics_for_slice.metric_keys_and_values:
-            key, value = key_and_value.key, key_and_value.value
-            # "" is a metric of no model in particular, such as the example count.
-            if (key.model_name in (candidate, "") and not key.output_name and not key.is_diff
-                    and not key.HasField("sub_key") and not key.HasField("aggregation_type")
-                    and value.HasField("double_value")):
-                metrics[key.name] = value.double_value.value
-    return metrics
+    `tfma.load_eval_result(uri).get_metrics_for_slice()` holds as doubles, but diffs)."""
+    candidate, _ = model_names(eval_config(evaluation_uri))
+    overall = metrics_by_slice(evaluation_uri, candidate).get((), {})
+    return {name: value["doubleValue"] for name, value in overall.items()
+            if "doubleValue" in value and not name.endswith(DIFF_SUFFIX)}
 
 
 def failed_thresholds(evaluation_uri: str) -> list[str]:
     """TFMA's message for each threshold the candidate did not meet, after its metric."""
-    [record] = _records(evaluation_uri, "validations")
-    validation = ValidationResult.FromString(record)
     return [f"{failure.metric_key.name}: {failure.message}"
-            for per_slice in validation.metric_validations_per_slice
+            for per_slice in validation_result(evaluation_uri).metric_validations_per_slice
             for failure in per_slice.failures]
 
 
-def _candidate_model_name(evaluation_uri: str) -> str:
-    """The name TFMA gave the candidate: "candidate" beside a baseline, else ""."""
-    config = json.loads(Path(evaluation_uri, "eval_config.json").read_text())
-    [candidate] = [spec for spec in config["evalConfig"]["modelSpecs"]
-                   if not spec.get("isBaseline")]
-    return candidate.get("name", "")
+def slice_key_of(slice_key) -> SliceKey:
+    """A SliceKey proto as TFMA's loaders give it: byte values as text."""
+    key = []
+    for single in slice_key.single_slice_keys:
+        kind = single.WhichOneof("kind")
+        value = getattr(single, kind)
+        key.append((single.column, value.decode("utf-8") if kind == "bytes_value" else value))
+    return tuple(key)
 
 
 def _records(evaluation_uri: str, name: str) -> Iterator[bytes]:
-    """The records of the TFRecord files TFMA wrote as `name`, in shard order.
-
-    A TFRecord is its length (8 bytes, little-endian), a checksum of it (4 bytes), the
-    data and a checksum of that (4 bytes). The checksums are not checked: Beam writes each
-    file under a temporary name and renames it when complete."""
+    """The records of the files TFMA wrote as `name`, in shard order. (Beam writes each
+    file under a temporary name and renames it when complete.)"""
     for path in sorted(Path(evaluation_uri).glob(f"{name}*.tfrecord")):
-        with path.open("rb") as file:
-            while header := file.read(12):
-                (length,) = struct.unpack("<Q", header[:8])
-                yield file.read(length)
-                file.read(4)
+        yield from read_records(path)

@@ -2,4 +2,6 @@ import sys
 
 from reports.cli import main
 
-sys.exit(main())
+# Guarded: the report's prediction process re-imports the main module when it starts.
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,20 +1,21 @@
-"""TFMA's results for one evaluation, through TFMA's own loaders, as plain data:
-metrics per model and slice (None where undefined on the slice), every threshold check,
-and the overall slice's plots."""
+"""TFMA's results for one evaluation, as plain data: metrics per model and slice (None
+where undefined on the slice), every threshold check, and the overall slice's plots.
+Read with metadata/evaluation_results.py, as TFMA's own loaders give them, without
+importing TFMA."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import re
 
-import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.metrics import metric_specs, metric_types
-from tensorflow_model_analysis.slicer import slicer_lib
-from tensorflow_model_analysis.utils import model_util
+from google.protobuf import json_format
+
+from metadata import evaluation_results
+from metadata.evaluation_results import DIFF_SUFFIX, SliceKey
 
 CANDIDATE, BASELINE = "candidate", "baseline"
 OVERALL = "Overall"
-# TFMA names the candidate-minus-baseline value of metric m "m_diff".
-DIFF_SUFFIX = "_diff"
 # binary_accuracy and precision count a probability above this as the positive class.
 DECISION_THRESHOLD = 0.5
 # Metrics undefined on a slice without some examples, by what they divide by. TFMA still
@@ -25,8 +26,6 @@ _DEFINED_ONLY_WITH = {
     "calibration": ("positives",),  # mean prediction / mean label
     "precision": ("predicted_positives",),
 }
-
-SliceKey = tuple  # TFMA's: () overall, or ((feature, value), ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,62 +56,97 @@ def slice_name(slice_key: SliceKey) -> str:
     """`()` -> "Overall", `(("label_name", "cats"),)` -> "label_name: cats"."""
     if not slice_key:
         return OVERALL
-    return ", ".join(f"{feature}: {_text(value)}" for feature, value in slice_key)
+    return ", ".join(f"{feature}: {value}" for feature, value in slice_key)
 
 
 def load_evaluation(uri: str) -> Evaluation:
-    config = tfma.load_eval_result(uri).config
-    baseline_spec = model_util.get_baseline_model_spec(config)
-    [candidate_spec] = [spec for spec in config.model_specs if not spec.is_baseline]
-    roles = {CANDIDATE: candidate_spec.name or None}
-    if baseline_spec:
-        roles[BASELINE] = baseline_spec.name
-    results = {role: tfma.load_eval_result(uri, model_name=name) for role, name in roles.items()}
-    validation = tfma.load_validation_result(uri)
-    candidate = results[CANDIDATE]
-    metrics = {role: {slice_name(key): _doubles(metrics)
-                      for key, metrics in _in_slice_order(result.get_metrics_for_all_slices())}
-               for role, result in results.items()}
+    config = evaluation_results.eval_config(uri)
+    candidate_name, baseline_name = evaluation_results.model_names(config)
+    roles = {CANDIDATE: candidate_name}
+    if baseline_name is not None:
+        roles[BASELINE] = baseline_name
+    metrics = {role: _in_slice_order(evaluation_results.metrics_by_slice(uri, name))
+               for role, name in roles.items()}
+    plots = {role: evaluation_results.plots_by_slice(uri, name) for role, name in roles.items()}
+    validation = evaluation_results.validation_result(uri)
     return Evaluation(
         validation_ok=validation.validation_ok,
-        metrics=blank_undefined(metrics, {role: _slice_counts(result)
-                                          for role, result in results.items()}),
-        thresholds=_threshold_checks(candidate, candidate_spec.name, validation, config),
-        plots={role: _overall_plots(result) for role, result in results.items()},
+        metrics=blank_undefined(
+            {role: {slice_name(key): _doubles(values) for key, values in by_slice}
+             for role, by_slice in metrics.items()},
+            {role: _slice_counts(by_slice) for role, by_slice in plots.items()}),
+        thresholds=_threshold_checks(metrics[CANDIDATE], validation, config),
+        plots={role: by_slice.get((), {}) for role, by_slice in plots.items()},
     )
 
 
-def _threshold_checks(candidate, candidate_name: str, validation,
-                      config) -> list[ThresholdCheck]:
+def _threshold_checks(candidate_metrics: list, validation, config) -> list[ThresholdCheck]:
     """Every (threshold, slice) pair TFMA checked; passed unless TFMA recorded a failure."""
-    failures = {(slicer_lib.deserialize_slice_key(per_slice.slice_key),
-                 metric_types.MetricKey.from_proto(failure.metric_key),
+    failures = {(evaluation_results.slice_key_of(per_slice.slice_key), failure.metric_key.name,
                  failure.metric_threshold.HasField("change_threshold"))
                 for per_slice in validation.metric_validations_per_slice
                 for failure in per_slice.failures}
-    all_slices = candidate.get_metrics_for_all_slices()
     checks = []
-    thresholds = metric_specs.metric_thresholds_from_metrics_specs(
-        config.metrics_specs, eval_config=config)
-    for key, slices_and_thresholds in thresholds.items():
-        if key.model_name != candidate_name:  # TFMA does not check the baseline's
-            continue
-        for slice_spec, threshold in slices_and_thresholds:
-            is_change = isinstance(threshold, tfma.GenericChangeThreshold)
-            for slice_key, metrics in _in_slice_order(all_slices):
-                if slice_spec is not None and not slicer_lib.SingleSliceSpec(
-                        spec=slice_spec).is_slice_applicable(slice_key):
-                    continue
-                name = key.name + (DIFF_SUFFIX if key.is_diff else "")
+    for metric, kind, slicing_spec, threshold in configured_thresholds(config):
+        name = metric + (DIFF_SUFFIX if kind == "change" else "")
+        for slice_key, metrics in candidate_metrics:
+            if slicing_spec is None or _applies(slicing_spec, slice_key):
                 checks.append(ThresholdCheck(
-                    metric=key.name,
+                    metric=metric,
                     slice=slice_name(slice_key),
-                    kind="change" if is_change else "value",
+                    kind=kind,
                     value=_double(metrics[name]) if name in metrics else None,
-                    bound=_bound(threshold),
-                    passed=(slice_key, key, is_change) not in failures,
+                    bound=_bound(threshold, kind),
+                    passed=(slice_key, metric, kind == "change") not in failures,
                 ))
     return checks
+
+
+def configured_thresholds(config) -> list[tuple]:
+    """(metric name, "value" or "change", slicing spec or None for every slice, the
+    bound) for each threshold on the eval config's metrics, in the config's order. (The
+    Evaluator writes its config without change thresholds when it has no baseline.)"""
+    thresholds = []
+    for metrics_spec in config.metrics_specs:
+        for metric_config in metrics_spec.metrics:
+            name = metric_name(metric_config)
+            per_slice = [(None, metric_config.threshold)] if metric_config.HasField(
+                "threshold") else []
+            per_slice += [(slicing_spec, sliced.threshold)
+                          for sliced in metric_config.per_slice_thresholds
+                          for slicing_spec in sliced.slicing_specs]
+            for slicing_spec, threshold in per_slice:
+                if threshold.HasField("value_threshold"):
+                    thresholds.append((name, "value", slicing_spec, threshold.value_threshold))
+                if threshold.HasField("change_threshold"):
+                    thresholds.append((name, "change", slicing_spec, threshold.change_threshold))
+    return thresholds
+
+
+def metric_name(metric_config) -> str:
+    """The name TFMA gives a metric: its config's "name", or its class name in snake case
+    (BinaryAccuracy -> binary_accuracy, AUC -> auc)."""
+    config = metric_config.config.strip()
+    if config:
+        settings = json.loads(config if config.startswith("{") else "{" + config + "}")
+        if "name" in settings:
+            return settings["name"]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_",
+                  metric_config.class_name).lower()
+
+
+def _applies(slicing_spec, slice_key: SliceKey) -> bool:
+    """Whether a slice is one the spec makes: exactly its feature keys, its feature
+    values matched (TFMA's SingleSliceSpec.is_slice_applicable)."""
+    columns = list(slicing_spec.feature_keys)
+    values = dict(slicing_spec.feature_values)
+    for feature, value in slice_key:
+        if feature in values and str(value) == values.pop(feature):
+            continue
+        if feature not in columns:
+            return False
+        columns.remove(feature)
+    return not columns and not values
 
 
 def blank_undefined(metrics: dict[str, dict[str, dict[str, float | None]]],
@@ -138,12 +172,12 @@ def blank_undefined(metrics: dict[str, dict[str, dict[str, float | None]]],
     return blanked
 
 
-def _slice_counts(result) -> dict[str, dict[str, float]]:
+def _slice_counts(plots: dict[SliceKey, dict]) -> dict[str, dict[str, float]]:
     """Per slice: positives, negatives and predicted positives (at DECISION_THRESHOLD),
     from the slice's confusion matrices (TFMA's JSON leaves zero counts out)."""
     counts = {}
-    for slice_key, plots in result.plots or []:
-        matrices = plots[""][""].get("confusionMatrixAtThresholds", {}).get("matrices")
+    for slice_key, slice_plots in plots.items():
+        matrices = slice_plots.get("confusionMatrixAtThresholds", {}).get("matrices")
         if not matrices:
             continue
         matrix = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - DECISION_THRESHOLD))
@@ -163,29 +197,22 @@ def _in_slice_order(by_slice: dict) -> list:
     return sorted(by_slice.items(), key=lambda item: (len(item[0]), slice_name(item[0])))
 
 
-def _bound(threshold) -> str:
-    if isinstance(threshold, tfma.GenericValueThreshold):
+def _bound(threshold, kind: str) -> str:
+    if kind == "value":
         bounds = []
         if threshold.HasField("lower_bound"):
             bounds.append(f">= {threshold.lower_bound.value:g}")
         if threshold.HasField("upper_bound"):
             bounds.append(f"<= {threshold.upper_bound.value:g}")
         return " and ".join(bounds)
-    comparison = (">=" if threshold.direction == tfma.MetricDirection.HIGHER_IS_BETTER
-                  else "<=")
+    higher_is_better = json_format.MessageToDict(threshold).get("direction") == "HIGHER_IS_BETTER"
+    comparison = ">=" if higher_is_better else "<="
     bounds = []
     if threshold.HasField("absolute"):
         bounds.append(f"change {comparison} {threshold.absolute.value:g}")
     if threshold.HasField("relative"):
         bounds.append(f"relative change {comparison} {threshold.relative.value:g}")
     return " and ".join(bounds)
-
-
-def _overall_plots(result) -> dict:
-    for slice_key, plots in result.plots or []:
-        if not slice_key:
-            return plots[""][""]
-    return {}
 
 
 def _doubles(metrics: dict) -> dict[str, float | None]:
@@ -196,7 +223,3 @@ def _doubles(metrics: dict) -> dict[str, float | None]:
 def _double(value: dict) -> float | None:
     number = float(value["doubleValue"])
     return None if math.isnan(number) else number
-
-
-def _text(value) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else str(value)

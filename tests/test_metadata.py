@@ -25,8 +25,9 @@ RUN_ID = "2026-11-27T10:00:00.000001"
 
 
 def write_evaluation(uri, with_baseline: bool) -> None:
-    """TFMA's files for an evaluation: eval config, metrics per slice (overall and one
-    slice; per model, diffs and a sub key beside a baseline), one failed threshold."""
+    """TFMA's files for an evaluation: eval config, metrics and plots per slice (overall
+    and one slice; per model, diffs and a sub key beside a baseline), one failed
+    threshold."""
     candidate, baseline = ("candidate", "baseline") if with_baseline else ("", None)
     specs = [tfma.ModelSpec(name=candidate, label_key="label")]
     if baseline:
@@ -54,6 +55,22 @@ def write_evaluation(uri, with_baseline: bool) -> None:
             add(candidate, "binary_accuracy", accuracy - 0.9).is_diff = True
         return proto.SerializeToString()
 
+    def plots(slice_key, true_positives):
+        proto = metrics_for_slice_pb2.PlotsForSlice(
+            slice_key=slicer_lib.serialize_slice_key(slice_key))
+        for model_name in [candidate, baseline] if baseline else [candidate]:
+            entry = proto.plot_keys_and_values.add()
+            entry.key.model_name = model_name
+            matrix = entry.value.confusion_matrix_at_thresholds.matrices.add(
+                threshold=0.5, true_positives=true_positives, false_negatives=2.0)
+            matrix.precision = float("nan")  # TFMA writes undefined values so
+            entry.value.calibration_histogram_buckets.buckets.add(
+                upper_threshold_exclusive=0.5).num_weighted_examples.value = 3.0
+        return proto.SerializeToString()
+
+    with tf.io.TFRecordWriter(str(uri / "plots-00000-of-00001.tfrecord")) as writer:
+        writer.write(plots((), 7.0))
+        writer.write(plots((("label_name", "dogs"),), 0.0))
     with tf.io.TFRecordWriter(str(uri / "metrics-00000-of-00002.tfrecord")) as writer:
         writer.write(metrics((("label_name", "cats"),), 0.6))
     with tf.io.TFRecordWriter(str(uri / "metrics-00001-of-00002.tfrecord")) as writer:
@@ -80,6 +97,24 @@ def test_evaluation_results_are_tfmas_own_reading(tmp_path, with_baseline):
         f"{failure.metric_key.name}: {failure.message}"
         for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice
         for failure in per_slice.failures]
+
+
+@pytest.mark.parametrize("with_baseline", [False, True], ids=["first_run", "with_baseline"])
+def test_metrics_and_plots_by_slice_are_what_tfmas_loader_gives(tmp_path, with_baseline):
+    write_evaluation(tmp_path / "evaluation", with_baseline)
+    uri = str(tmp_path / "evaluation")
+    candidate, baseline = evaluation_results.model_names(evaluation_results.eval_config(uri))
+    assert (candidate, baseline) == (("candidate", "baseline") if with_baseline else ("", None))
+    for model_name in [candidate, baseline] if baseline else [candidate]:
+        # TFMA's loader takes None for the only model; what the report shows is
+        # output "" and sub key "" of each slice.
+        loaded = tfma.load_eval_result(uri, model_name=model_name or None)
+        assert evaluation_results.metrics_by_slice(uri, model_name) == {
+            slice_key: by_output[""][""] for slice_key, by_output in loaded.slicing_metrics}
+        assert evaluation_results.plots_by_slice(uri, model_name) == {
+            slice_key: by_output[""][""] for slice_key, by_output in loaded.plots}
+    assert evaluation_results.plots_by_slice(uri, candidate)[()][
+        "confusionMatrixAtThresholds"]["matrices"][0]["precision"] == "NaN"
 
 
 class RecordedRun:

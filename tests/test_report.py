@@ -5,8 +5,10 @@ import json
 
 import pytest
 
+from metadata import evaluation_results
+from pipeline import definition
 from pipeline.config import PipelineConfig
-from reports import charts, cli, evaluation, paths, report
+from reports import charts, cli, evaluation, paths, report, training
 from tests import bad_inputs
 from tests.helpers import encode_image
 
@@ -77,3 +79,55 @@ def test_a_metric_undefined_on_a_slice_is_blanked_not_reported_as_a_number():
         "binary_accuracy": 0.9, "auc": None, "recall": None, "precision": 0.0,
         "calibration": None, "auc_diff": None, "precision_diff": None}
     assert blanked["baseline"]["label_name: cats"] == {"auc": None, "precision": None}
+
+
+def pipeline_eval_config(with_baseline: bool):
+    """The pipeline's eval config as TFX's Evaluator completes and writes it: beside a
+    baseline, models named "candidate" and "baseline"; without, no change thresholds."""
+    import tensorflow_model_analysis as tfma
+
+    return tfma.utils.update_eval_config_with_defaults(
+        definition.eval_config(PipelineConfig()), has_baseline=with_baseline, rubber_stamp=True)
+
+
+@pytest.mark.parametrize("with_baseline", [False, True], ids=["first_run", "with_baseline"])
+def test_the_report_lists_the_thresholds_tfma_checks(with_baseline):
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    config = pipeline_eval_config(with_baseline)
+    tfmas = metric_specs.metric_thresholds_from_metrics_specs(config.metrics_specs,
+                                                              eval_config=config)
+    ours = evaluation.configured_thresholds(
+        evaluation_results.EvalConfig.FromString(config.SerializeToString()))
+    candidate = "candidate" if with_baseline else ""
+    assert sorted((name, kind == "change", spec.SerializeToString(), bound.SerializeToString())
+                  for name, kind, spec, bound in ours) == sorted(
+        (key.name, key.is_diff, spec.SerializeToString(), threshold.SerializeToString())
+        for key, specs_and_thresholds in tfmas.items() if key.model_name == candidate
+        for spec, threshold in specs_and_thresholds)
+    assert [kind for _, kind, _, _ in ours] == (["value", "change"] if with_baseline
+                                                else ["value"])
+
+
+def test_metric_names_are_the_ones_tfma_gives():
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    config = pipeline_eval_config(with_baseline=False)
+    tfmas = {key.name for key, _, _ in metric_specs.keys_and_metrics_from_specs(
+        config, config.metrics_specs)}
+    ours = evaluation_results.EvalConfig.FromString(config.SerializeToString())
+    assert {evaluation.metric_name(metric) for spec in ours.metrics_specs
+            for metric in spec.metrics} == tfmas
+
+
+def test_training_curves_are_read_from_kerass_event_files(tmp_path):
+    import tensorflow as tf
+
+    for phase, losses in (("train", [0.75, 0.5]), ("validation", [0.875, 0.625])):
+        with tf.summary.create_file_writer(str(tmp_path / phase)).as_default():
+            for epoch, loss in enumerate(losses):
+                tf.summary.scalar("epoch_loss", loss, step=epoch)
+                tf.summary.scalar("batch_loss", 9.0, step=epoch)  # not a curve
+    assert training.read_training_curves(str(tmp_path)) == {
+        "train": {"loss": [(0, 0.75), (1, 0.5)]},
+        "validation": {"loss": [(0, 0.875), (1, 0.625)]}}
