@@ -1,8 +1,8 @@
 """Per-example predictions on the eval split, from the candidate SavedModel's
 tf.Example signature (the one TFMA feeds), for the gallery of confident mistakes.
 
-Only `predict_eval_split` needs TensorFlow, and imports it: the report runs it in a
-process of its own while it draws the rest (reports/report.py)."""
+Only `predict_eval_split` needs TensorFlow, and imports it (seconds): the report's
+other paths (no such run, --help) answer without it."""
 from __future__ import annotations
 
 import dataclasses

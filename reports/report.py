@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing
 import os
-from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 
 from metadata.runs import RunEvaluation, run_evaluation
@@ -26,14 +24,8 @@ class RunReport:
     run: RunEvaluation
     evaluation: Evaluation
     class_names: list[str]  # index 1 is the positive class
+    predictions: list[Prediction]
     training_curves: Curves
-    # Made in another process (importing TensorFlow and loading the model take seconds)
-    # while this one draws the charts; `predictions` waits for them.
-    pending_predictions: Future
-
-    @property
-    def predictions(self) -> list[Prediction]:
-        return self.pending_predictions.result()
 
     @property
     def confusion_matrix(self) -> dict[str, float]:
@@ -50,21 +42,13 @@ class RunReport:
         return most_confidently_wrong(self.predictions, GALLERY_SIZE)
 
 
-def prediction_process() -> ProcessPoolExecutor:
-    """The process that makes the reports' predictions: a fresh interpreter (spawned, not
-    a fork of this one and its threads)."""
-    return ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-
-
-def build_run_report(config: PipelineConfig, run: str | None,
-                     predictor: ProcessPoolExecutor) -> RunReport:
+def build_run_report(config: PipelineConfig, run: str | None = None) -> RunReport:
     evaluated = run_evaluation(config.metadata_path, run)
     return RunReport(
         run=evaluated,
-        pending_predictions=predictor.submit(predict_eval_split, evaluated.model_uri,
-                                             evaluated.eval_examples_uri),
         evaluation=load_evaluation(evaluated.evaluation_uri),
         class_names=list(config.class_names),
+        predictions=predict_eval_split(evaluated.model_uri, evaluated.eval_examples_uri),
         training_curves=(read_training_curves(evaluated.model_run_uri)
                          if evaluated.model_run_uri else {}),
     )
@@ -118,24 +102,21 @@ def comparison_summary(first: RunReport, second: RunReport) -> dict:
 
 
 def write_run_report(config: PipelineConfig, run: str | None = None) -> tuple[Path, Path]:
-    with prediction_process() as predictor:
-        report = build_run_report(config, run, predictor)
-        html = render.run_page(report, run_charts(report))
-        return _write(config, [report.run.run_id], html, run_summary(report))
+    report = build_run_report(config, run)
+    html = render.run_page(report, run_charts(report))
+    return _write(config, [report.run.run_id], html, run_summary(report))
 
 
 def write_comparison(config: PipelineConfig, first_run: str | None,
                      second_run: str) -> tuple[Path, Path]:
-    with prediction_process() as predictor:
-        first, second = (build_run_report(config, run, predictor)
-                         for run in (first_run, second_run))
-        slice_chart = charts.slice_chart(
-            {report.run.run_id: {name: metrics.get(KEY_METRIC) for name, metrics
-                                 in report.evaluation.metrics[CANDIDATE].items()}
-             for report in (first, second)}, KEY_METRIC)
-        summary = comparison_summary(first, second)
-        html = render.comparison_page(first, second, summary["difference"], slice_chart)
-        return _write(config, [first.run.run_id, second.run.run_id], html, summary)
+    first, second = build_run_report(config, first_run), build_run_report(config, second_run)
+    slice_chart = charts.slice_chart(
+        {report.run.run_id: {name: metrics.get(KEY_METRIC)
+                             for name, metrics in report.evaluation.metrics[CANDIDATE].items()}
+         for report in (first, second)}, KEY_METRIC)
+    summary = comparison_summary(first, second)
+    html = render.comparison_page(first, second, summary["difference"], slice_chart)
+    return _write(config, [first.run.run_id, second.run.run_id], html, summary)
 
 
 def _difference(first: RunReport, second: RunReport, slice_name: str) -> dict:
