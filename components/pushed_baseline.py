@@ -8,19 +8,18 @@ newest version in the serving directory is the last blessed model.
 
 - `LatestPushedModel` copies that version into its Model artifact (`Format-Serving/`, the
   layout of the Trainer's Model); with nothing pushed yet, the artifact stays empty.
-- `Evaluator` is TFX's, but an empty baseline counts as none: the first run is judged
-  on its absolute thresholds alone, as with a resolver that found nothing.
+- The pipeline's Evaluator (components/evaluator.py) takes an empty baseline for none:
+  the first run is judged on its absolute thresholds alone, as with a resolver that found
+  nothing.
 """
 import os
 from typing import Any, Dict, List, Optional
 
 from absl import logging
 from tfx import types
-from tfx import v1 as tfx
-from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_component, base_executor, executor_spec
 from tfx.dsl.io import fileio
-from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
@@ -79,26 +78,3 @@ class LatestPushedModel(base_component.BaseComponent):
             serving_model_dir=serving_model_dir,
             model=types.Channel(type=standard_artifacts.Model)))
 
-
-def has_model(model: types.Artifact) -> bool:
-    return fileio.exists(path_utils.serving_model_dir(model.uri))
-
-
-class EvaluatorExecutor(evaluator_executor.Executor):
-    """TFX's Evaluator, for which a baseline Model artifact without a model is none."""
-
-    def Do(self, input_dict: Dict[str, List[types.Artifact]],
-           output_dict: Dict[str, List[types.Artifact]],
-           exec_properties: Dict[str, Any]) -> None:
-        key = standard_component_specs.BASELINE_MODEL_KEY
-        baseline = [model for model in input_dict.get(key, []) if has_model(model)]
-        if input_dict.get(key) and not baseline:
-            logging.info("The baseline artifact holds no model: evaluating without a "
-                         "baseline (change thresholds skipped).")
-        super().Do({**input_dict, key: baseline}, output_dict, exec_properties)
-
-
-class Evaluator(tfx.components.Evaluator):
-    """TFX's Evaluator, taking an empty baseline artifact as no baseline."""
-
-    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(EvaluatorExecutor)

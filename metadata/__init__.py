@@ -7,10 +7,11 @@ report, the benchmarks, the tests) goes through here.
 - `evaluation_results.py`: TFMA's eval config, metrics, plots and threshold checks, read
   from the files the Evaluator wrote, with TFMA's own proto descriptors.
 - `tfrecords.py`: the records of a TFRecord file (TFMA's results, TensorBoard's logs).
+- `eval_predictions.py`: the candidate's prediction for each eval example, as the
+  Evaluator writes them beside TFMA's results.
 - `runs.py`: what one run did (spans, blessing, metrics, push) and what its evaluation
   was made of.
 
 None of it imports TensorFlow or TFMA (each takes seconds to import): a look at the
-history is as quick as the files it reads, and the report imports TensorFlow only to
-predict.
+history, or a report, is as quick as the files it reads.
 """

@@ -30,7 +30,6 @@ class RunEvaluation:
     run_id: str
     evaluation_uri: str
     blessed: bool
-    eval_examples_uri: str
     model_uri: str  # the candidate Model artifact (the SavedModel is in Format-Serving/)
     model_run_uri: str | None  # the Trainer's TensorBoard logs; None if not recorded
     span: int  # the eval examples' span (0 when the data is not in spans)
@@ -97,7 +96,6 @@ def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
         run_id=run_id,
         evaluation_uri=evaluation.uri,
         blessed=property_value(outputs["blessing"], "blessed", default=0) == 1,
-        eval_examples_uri=inputs["examples"].uri,
         model_uri=model.uri,
         model_run_uri=model_run.uri if model_run else None,
         span=int(property_value(inputs["examples"], "span", default=0)),

@@ -17,6 +17,7 @@ from tfx.dsl.input_resolution import canned_resolver_functions
 
 import models
 from components import atomic_pusher, pushed_baseline
+from components.evaluator import Evaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.layout import default_input_config
 from models import features
@@ -209,7 +210,7 @@ def create_pipeline(
         custom_config={**config.model_config().to_custom_config(),
                        **(trainer_launcher.custom_config if trainer_launcher else {})},
     ).with_id(TRAINER_ID)
-    evaluator = pushed_baseline.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=latest_blessed_model.outputs["model"],

@@ -7,11 +7,11 @@ import json
 import os
 from pathlib import Path
 
+from metadata.eval_predictions import Prediction, read_predictions
 from metadata.runs import RunEvaluation, run_evaluation
 from pipeline.config import PipelineConfig
 from reports import charts, paths, render
 from reports.evaluation import CANDIDATE, DECISION_THRESHOLD, Evaluation, load_evaluation
-from reports.predictions import Prediction, most_confidently_wrong, predict_eval_split
 from reports.training import Curves, read_training_curves
 
 # The metric the slice charts draw, and the pipeline's thresholds are on.
@@ -39,7 +39,9 @@ class RunReport:
 
     @property
     def gallery(self) -> list[Prediction]:
-        return most_confidently_wrong(self.predictions, GALLERY_SIZE)
+        """The most confidently wrong predictions."""
+        mistakes = [prediction for prediction in self.predictions if prediction.wrong]
+        return sorted(mistakes, key=lambda prediction: -prediction.confidence)[:GALLERY_SIZE]
 
 
 def build_run_report(config: PipelineConfig, run: str | None = None) -> RunReport:
@@ -48,7 +50,7 @@ def build_run_report(config: PipelineConfig, run: str | None = None) -> RunRepor
         run=evaluated,
         evaluation=load_evaluation(evaluated.evaluation_uri),
         class_names=list(config.class_names),
-        predictions=predict_eval_split(evaluated.model_uri, evaluated.eval_examples_uri),
+        predictions=read_predictions(evaluated.evaluation_uri),
         training_curves=(read_training_curves(evaluated.model_run_uri)
                          if evaluated.model_run_uri else {}),
     )
@@ -67,6 +69,7 @@ def run_summary(report: RunReport) -> dict:
         "metrics": report.evaluation.metrics,
         "confusion_matrix": report.confusion_matrix,
         "eval_examples": len(report.predictions),
+        "mistakes": sum(prediction.wrong for prediction in report.predictions),
         "most_confidently_wrong": [
             {"file_name": p.file_name, "true_label": p.true_label,
              "predicted_label": p.predicted_label, "confidence": p.confidence}

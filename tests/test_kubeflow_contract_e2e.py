@@ -14,6 +14,7 @@ import yaml
 from data.generate import generate_dataset
 from kubeflow.contract_run import run_spec
 from kubeflow.runner import compile_pipeline
+from metadata.eval_predictions import read_predictions
 from pipeline.config import PipelineConfig
 from tests.helpers import serving_versions
 
@@ -93,3 +94,10 @@ def test_second_run_is_judged_against_the_model_the_first_pushed(two_runs):
     versions = serving_versions(two_runs["config"])
     assert len(versions) == 2 and first_version in versions
     assert second["Pusher"]["pushed_model"]["metadata"]["pushed_version"] == max(versions, key=int)
+
+
+def test_the_evaluator_writes_each_eval_images_prediction_for_the_report(two_runs):
+    for outputs in (two_runs["first"], two_runs["second"]):
+        predictions = read_predictions(outputs["Evaluator"]["evaluation"]["uri"])
+        assert len(predictions) == _ingested(outputs)["eval"]
+        assert all(p.image is not None for p in predictions if p.wrong)

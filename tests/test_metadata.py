@@ -206,9 +206,8 @@ def test_a_runs_evaluation_is_found_by_run_id_or_by_its_path(config, tmp_path):
         evaluation = run_evaluation(config.metadata_path, run)
         assert (evaluation.run_id, evaluation.evaluation_uri, evaluation.blessed) == (
             RUN_ID, evaluation_uri, True)
-        assert (evaluation.eval_examples_uri, evaluation.model_uri, evaluation.model_run_uri,
-                evaluation.span) == ("/root/ImageExampleGen/examples/1", "/root/Trainer/model/3",
-                                     "/root/Trainer/model_run/3", 2)
+        assert (evaluation.model_uri, evaluation.model_run_uri, evaluation.span) == (
+            "/root/Trainer/model/3", "/root/Trainer/model_run/3", 2)
     with pytest.raises(LookupError, match="No pipeline run 'no-such-run'"):
         run_evaluation(config.metadata_path, "no-such-run")
 

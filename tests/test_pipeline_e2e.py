@@ -18,6 +18,7 @@ from metadata.runs import latest_run_summary
 from models import features
 from pipeline.config import PipelineConfig
 from reports import paths as report_paths
+from reports.report import GALLERY_SIZE
 from tests.report_checks import browser_checks
 from tests.helpers import (CORRUPT_FILE, REPO_ROOT, component_outputs, execution_states,
                            run_make)
@@ -109,7 +110,11 @@ def test_the_pipeline_writes_a_report_and_its_summary_matches_tfma(blessed_run):
     assert {(c["metric"], c["slice"], c["kind"]) for c in report["thresholds"]} >= {
         ("binary_accuracy", "Overall", "value")}
     assert all(c["passed"] for c in report["thresholds"])
+    # The Evaluator's per-example predictions (the gallery) agree with TFMA's counts.
+    assert report["eval_examples"] == EVAL_IMAGES
+    assert report["mistakes"] == matrix["false_positives"] + matrix["false_negatives"]
     mistakes = report["most_confidently_wrong"]
+    assert len(mistakes) == min(report["mistakes"], GALLERY_SIZE)
     assert all(m["predicted_label"] != m["true_label"] for m in mistakes)
     assert [m["confidence"] for m in mistakes] == sorted(
         (m["confidence"] for m in mistakes), reverse=True)
@@ -135,6 +140,19 @@ def test_the_report_renders_in_a_browser(blessed_run, tmp_path):
     assert len(checks["images"]) >= 6 and all(image["ok"] for image in checks["images"])
     assert checks["verdict"].startswith("BLESSED")
     assert checks["screenshot"].stat().st_size > 10_000
+
+
+def test_the_report_reads_the_run_without_tensorflow(blessed_run):
+    """The report reads what the run wrote; loading TensorFlow or TFMA would cost seconds."""
+    script = ("import sys\nfrom reports import cli\n"
+              f"assert cli.main([{blessed_run['summary'].run_id!r}]) == 0\n"
+              "print(sorted(m for m in ('tensorflow', 'tensorflow_model_analysis') "
+              "if m in sys.modules))")
+    result = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "python"), "-c", script],
+                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+                            env={**os.environ, **blessed_run["environment"]})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_a_missing_run_gives_a_clear_message_and_fails(blessed_run):

@@ -1,13 +1,18 @@
-"""The exported model's signatures, and what its raw-bytes signature does with bad input."""
+"""The exported model's signatures, what its raw-bytes signature does with bad input, and
+the Evaluator's per-example predictions made with them."""
 import io
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from tfx.utils import path_utils
 
+from components.evaluator import predict_split
 from components.image_example_gen.image_file import read_image
+from metadata import eval_predictions
 from models import features, serving, trainer
 from models.model_config import ModelConfig
 from tests import bad_inputs
@@ -17,22 +22,32 @@ MODEL_CONFIG = ModelConfig.from_custom_config(small_model_config())
 MAX_IMAGE_PIXELS = 1_000_000
 
 
-def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool):
+def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool) -> Path:
+    """An untrained model, exported as the Trainer exports it: the Model artifact's folder."""
     import tensorflow_transform as tft
 
     model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
-    export_dir = str(tmp_path_factory.mktemp("serving") / "model")
+    model_uri = tmp_path_factory.mktemp("model")
     serving.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
-                                 list(MODEL_CONFIG.class_names), MAX_IMAGE_PIXELS, export_dir,
-                                 test_time_flip)
-    return tf.saved_model.load(export_dir)
+                                 list(MODEL_CONFIG.class_names), MAX_IMAGE_PIXELS,
+                                 path_utils.serving_model_path(str(model_uri)), test_time_flip)
+    return model_uri
 
 
 @pytest.fixture(scope="module")
-def exported_model(tmp_path_factory, transformed_dataset):
+def exported_model_uri(tmp_path_factory, transformed_dataset) -> Path:
     _, _, transform_output_dir = transformed_dataset
     assert MODEL_CONFIG.test_time_flip, "the default exports with test-time flips"
     return export(tmp_path_factory, transform_output_dir, test_time_flip=True)
+
+
+def load(model_uri: Path):
+    return tf.saved_model.load(path_utils.serving_model_path(str(model_uri)))
+
+
+@pytest.fixture(scope="module")
+def exported_model(exported_model_uri):
+    return load(exported_model_uri)
 
 
 def serve(exported_model, images: list[bytes]) -> dict[str, np.ndarray]:
@@ -117,7 +132,7 @@ def test_with_test_time_flip_a_photo_and_its_mirror_image_get_the_same_predictio
     np.testing.assert_allclose(flipped[0], flipped[1], atol=1e-6)
 
     _, _, transform_output_dir = transformed_dataset
-    plain_model = export(tmp_path_factory, transform_output_dir, test_time_flip=False)
+    plain_model = load(export(tmp_path_factory, transform_output_dir, test_time_flip=False))
     plain = serve(plain_model, images)[features.PROBABILITIES_KEY]
     assert np.abs(plain[0] - plain[1]).max() > 1e-4, "the model alone is not mirror-symmetric"
 
@@ -162,10 +177,13 @@ def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model
                                atol=1e-6)
 
 
+def bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
 def tf_example(image: bytes) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature={
-        features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image]))
-    })).SerializeToString()
+        features.IMAGE_KEY: bytes_feature(image)})).SerializeToString()
 
 
 def test_the_tf_example_signature_checks_each_item_as_the_raw_one_does(exported_model):
@@ -236,3 +254,43 @@ def test_fuzzed_inputs_each_get_a_prediction_or_an_error(exported_model):
     known = (serving.ERROR_EMPTY, serving.ERROR_FORMAT, serving.ERROR_HEADER,
              serving.ERROR_DECODE, "header claims ")
     assert all(error.startswith(known) for error in outcomes if error)
+
+
+def test_the_evaluator_keeps_each_eval_images_prediction_and_the_mistakes_pictures(
+        exported_model, exported_model_uri, tmp_path):
+    images = [encode_image(30 + i, 20 + 3 * i, seed=i) for i in range(5)]
+    served = serve(exported_model, images)
+    served_labels = [label.decode() for label in served[features.PREDICTED_LABEL_KEY]]
+    # Every other image labelled with the class the model does not give it: two mistakes.
+    other = {name: next(n for n in MODEL_CONFIG.class_names if n != name)
+             for name in MODEL_CONFIG.class_names}
+    true_labels = [other[label] if i % 2 else label for i, label in enumerate(served_labels)]
+    split_dir = tmp_path / "Split-eval"
+    split_dir.mkdir()
+    with tf.io.TFRecordWriter(str(split_dir / "data_tfrecord-00000-of-00001.gz"),
+                              options="GZIP") as writer:
+        for i, (image, label) in enumerate(zip(images, true_labels)):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                features.IMAGE_KEY: bytes_feature(image),
+                features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
+                    value=[MODEL_CONFIG.class_names.index(label)])),
+                features.LABEL_NAME_KEY: bytes_feature(label.encode()),
+                features.FILE_NAME_KEY: bytes_feature(f"{label}/{i}.jpg".encode()),
+            })).SerializeToString())
+
+    predictions = predict_split(str(exported_model_uri), str(split_dir))
+    evaluation_dir = tmp_path / "evaluation"
+    evaluation_dir.mkdir()
+    (evaluation_dir / eval_predictions.FILE_NAME).write_text(
+        eval_predictions.to_lines(predictions))
+    read_back = eval_predictions.read_predictions(str(evaluation_dir))
+
+    assert read_back == predictions
+    assert [p.file_name for p in read_back] == [f"{label}/{i}.jpg"
+                                                for i, label in enumerate(true_labels)]
+    assert [p.predicted_label for p in read_back] == served_labels
+    assert [p.true_label for p in read_back] == true_labels
+    np.testing.assert_allclose([p.confidence for p in read_back],
+                               served[features.PROBABILITIES_KEY].max(axis=1), atol=1e-6)
+    assert [p.wrong for p in read_back] == [False, True, False, True, False]
+    assert [p.image for p in read_back] == [None, images[1], None, images[3], None]
