@@ -22,7 +22,6 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils
 
 from metadata import eval_predictions
-from metadata.eval_predictions import Prediction
 from models import features
 
 # The split TFX's Evaluator evaluates when it is given none.
@@ -30,7 +29,7 @@ EVAL_SPLIT = "eval"
 _BATCH_SIZE = 64
 
 
-def predict_split(model_uri: str, split_uri: str) -> list[Prediction]:
+def predict_split(model_uri: str, split_uri: str) -> list[eval_predictions.Prediction]:
     """The model's prediction for each example of a split (ExampleGen's GZIP TFRecords)."""
     files = fileio.glob(os.path.join(split_uri, "*"))
     batches = list(tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -52,13 +51,14 @@ def predict_split(model_uri: str, split_uri: str) -> list[Prediction]:
                     outputs[features.PREDICTED_LABEL_KEY]):
                 example = tf.train.Example.FromString(serialized).features.feature
                 true_label = example[features.LABEL_NAME_KEY].bytes_list.value[0].decode()
-                predictions.append(Prediction(
+                predicted_label = predicted.decode()
+                predictions.append(eval_predictions.Prediction(
                     file_name=example[features.FILE_NAME_KEY].bytes_list.value[0].decode(),
                     true_label=true_label,
-                    predicted_label=predicted.decode(),
+                    predicted_label=predicted_label,
                     confidence=float(probabilities.max()),
                     image=(example[features.IMAGE_KEY].bytes_list.value[0]
-                           if predicted.decode() != true_label else None),
+                           if predicted_label != true_label else None),
                 ))
     return predictions
 
