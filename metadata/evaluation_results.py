@@ -118,7 +118,9 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
     `tfma.load_eval_result(uri).get_metrics_for_slice()` holds as doubles, but diffs)."""
     candidate, _ = model_names(eval_config(evaluation_uri))
     overall = metrics_by_slice(evaluation_uri, candidate).get((), {})
-    return {name: value["doubleValue"] for name, value in overall.items()
+    # float(): what TFMA could not compute (precision when nothing is predicted positive)
+    # is NaN, which protobuf's JSON writes as the string "NaN".
+    return {name: float(value["doubleValue"]) for name, value in overall.items()
             if "doubleValue" in value and not name.endswith(DIFF_SUFFIX)}
 
 

@@ -1,5 +1,6 @@
 """metadata/: reading runs back from an MLMD store and the Evaluator's files, as TFX and
 TFMA write them (a run recorded here by hand; test_pipeline_e2e.py reads real ones)."""
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from metadata import evaluation_results
 from metadata.runs import latest_run_summary, newest_span_ingested, run_evaluation
 from metadata.store import component_states, newest_component_outputs, open_store
 from pipeline import history
+from pipeline.summary import summary_lines
 from pipeline.config import PipelineConfig
 from tests.helpers import REPO_ROOT
 
@@ -50,6 +52,7 @@ def write_evaluation(uri, with_baseline: bool) -> None:
         add(candidate, "binary_accuracy", accuracy)
         add("", "example_count", 40)  # of no model in particular
         add(candidate, "precision", 0.5).sub_key.class_id.value = 1  # of one class only
+        add(candidate, "recall", float("nan"))  # what TFMA could not compute
         if baseline:
             add(baseline, "binary_accuracy", 0.9)
             add(candidate, "binary_accuracy", accuracy - 0.9).is_diff = True
@@ -87,12 +90,14 @@ def write_evaluation(uri, with_baseline: bool) -> None:
 def test_evaluation_results_are_tfmas_own_reading(tmp_path, with_baseline):
     write_evaluation(tmp_path / "evaluation", with_baseline)
     uri = str(tmp_path / "evaluation")
-    overall = tfma.load_eval_result(uri).get_metrics_for_slice()
-    assert evaluation_results.overall_metrics(uri) == {
-        name: value["doubleValue"] for name, value in overall.items()
-        if "_diff" not in name}
-    assert evaluation_results.overall_metrics(uri) == {"binary_accuracy": 0.8,
-                                                       "example_count": 40}
+    tfmas = tfma.load_eval_result(uri).get_metrics_for_slice()
+    ours = evaluation_results.overall_metrics(uri)
+    # A metric TFMA could not compute reads as a float NaN (TFMA's JSON: the string "NaN"),
+    # which the run's summary and history can print.
+    assert tfmas.pop("recall") == {"doubleValue": "NaN"} and math.isnan(ours.pop("recall"))
+    assert ours == {name: value["doubleValue"] for name, value in tfmas.items()
+                    if "_diff" not in name}
+    assert ours == {"binary_accuracy": 0.8, "example_count": 40}
     assert evaluation_results.failed_thresholds(uri) == [
         f"{failure.metric_key.name}: {failure.message}"
         for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice
@@ -193,6 +198,9 @@ def test_a_run_is_summarized_from_its_artifacts(config, tmp_path):
     assert summary.run_id == RUN_ID
     assert summary.spans == [2]
     assert summary.blessed
+    # A metric TFMA could not compute is printed as such, not a crash of `make pipeline`.
+    assert "recall nan" in "\n".join(summary_lines(summary))
+    assert math.isnan(summary.metrics.pop("recall"))
     assert summary.metrics == {"binary_accuracy": 0.8, "example_count": 40}
     assert summary.failed_thresholds == ["binary_accuracy: Lower bound check failed."]
     assert summary.pushed_model_dir == "/serving/17"
