@@ -18,8 +18,8 @@ from metadata import evaluation_results
 from metadata.runs import latest_run_summary, newest_span_ingested, run_evaluation
 from metadata.store import component_states, newest_component_outputs, open_store
 from pipeline import history
-from pipeline.summary import summary_lines
 from pipeline.config import PipelineConfig
+from pipeline.summary import summary_lines
 from tests.helpers import REPO_ROOT
 
 PIPELINE = "test-pipeline"
