@@ -15,6 +15,8 @@ DATA_ROOT ?= $(DEFAULT_DATA_ROOT)
 LOCAL_HOME ?= $(HOME)/tfx/local
 
 export TF_USE_LEGACY_KERAS := 1
+# oneDNN's CPU kernels, which TensorFlow enables by itself only on AVX-512 CPUs (models/__init__.py).
+export TF_ENABLE_ONEDNN_OPTS ?= 1
 # Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_EPOCHS=90
 export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 # Values a user gives (PIPELINE_NAME, DATA_ROOT, RUN, COMPARE_WITH, CRON, ID...) reach
@@ -113,6 +115,7 @@ bench-photos: venv
 bench: export PYTHONWARNINGS := ignore::FutureWarning
 bench: pipeline
 	$(BIN)/python -m benchmarks.model_speed
+	$(BIN)/python -m benchmarks.cpu_kernels
 	$(BIN)/python -m benchmarks.input_pipeline
 	$(BIN)/python -m benchmarks.ingestion
 	$(BIN)/python -m benchmarks.pipeline_scaling

@@ -11,6 +11,7 @@ pipeline: run `make pipeline` first.
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
 import tensorflow as tf  # noqa: E402
 

@@ -18,6 +18,7 @@ import dataclasses
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402

@@ -369,6 +369,7 @@ def test_image_holds_the_whole_project_installed_from_the_lock():
     assert re.search(r"COPY setup\.py.*\n(COPY .*\n)*RUN pip install .*--no-deps .* \. ", text)
     assert "WORKDIR " + str(Path(IMAGE_SETUP_FILE).parent) in lines
     assert "ENV TF_USE_LEGACY_KERAS=1" in lines
+    assert "ENV TF_ENABLE_ONEDNN_OPTS=1" in lines
 
 
 def test_make_kubeflow_image_builds_and_pushes_the_fingerprinted_reference():
