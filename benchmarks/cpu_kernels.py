@@ -7,30 +7,31 @@ augmentation, batch and optimizer) on synthetic images; the processes alternate,
 ratio is the median of the rounds' ratios, so that a noisy spell of a shared machine does
 not decide it.
 
-    python -m benchmarks.cpu_kernels                    # the defaults' 64 px
-    python -m benchmarks.cpu_kernels --image-size-px 96
+    python -m benchmarks.cpu_kernels                    # the pipeline's default input size
+    python -m benchmarks.cpu_kernels --image-size-px 64
 
 Ends with the line `train speed oneDNN on/off: X.XX`.
 """
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
-import time
+
+from pipeline.config import PipelineConfig
 
 SETTINGS = {"off": "0", "on": "1"}
 
 
 def measure(image_size_px: int, steps: int) -> dict[str, float]:
     """Images a second of the Trainer's train step and of inference, in this process."""
-    import dataclasses
-
+    # TensorFlow only here: the parent process must not import it.
     import numpy as np
     import tensorflow as tf
 
+    from benchmarks import common
     from models import trainer
-    from pipeline.config import PipelineConfig
 
     config = dataclasses.replace(PipelineConfig(image_size_px=image_size_px).model_config(),
                                  mixed_precision="off", jit_compile="off")
@@ -44,15 +45,11 @@ def measure(image_size_px: int, steps: int) -> dict[str, float]:
     model.fit(augmented, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up: tracing
     model.predict(dataset, steps=2, verbose=0)
 
-    def images_per_second(run) -> float:
-        started = time.perf_counter()
-        run()
-        return steps * batch / (time.perf_counter() - started)
-
-    return {"train": images_per_second(
-                lambda: model.fit(augmented, steps_per_epoch=steps, epochs=1, verbose=0)),
-            "inference": images_per_second(
-                lambda: model.predict(dataset, steps=steps, verbose=0))}
+    return {"train": common.images_per_second(
+                lambda: model.fit(augmented, steps_per_epoch=steps, epochs=1, verbose=0),
+                steps * batch, repeats=1),
+            "inference": common.images_per_second(
+                lambda: model.predict(dataset, steps=steps, verbose=0), steps * batch, repeats=1)}
 
 
 def measure_in_child(setting: str, args: argparse.Namespace) -> dict[str, float]:
@@ -61,13 +58,15 @@ def measure_in_child(setting: str, args: argparse.Namespace) -> dict[str, float]
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.cpu_kernels", "--child",
          "--image-size-px", str(args.image_size_px), "--steps", str(args.steps)],
-        env=environment, stdout=subprocess.PIPE, text=True, check=True)
+        env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"The oneDNN {setting} process failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image-size-px", type=int, default=64)
+    parser.add_argument("--image-size-px", type=int, default=PipelineConfig.image_size_px)
     parser.add_argument("--steps", type=int, default=20, help="timed steps per process")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
