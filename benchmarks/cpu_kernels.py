@@ -1,11 +1,11 @@
 """CPU kernels: the Trainer's step with oneDNN's kernels against TensorFlow's own (Eigen).
 
-TensorFlow reads TF_ENABLE_ONEDNN_OPTS once, when it is imported, and turns oneDNN on by
-itself only on CPUs with AVX-512; the project turns it on everywhere (models/__init__.py).
-Each setting runs in a process of its own, our ResNet with the pipeline's config (its
-augmentation, batch and optimizer) on synthetic images; the processes alternate, and the
-ratio is the median of the rounds' ratios, so that a noisy spell of a shared machine does
-not decide it.
+TensorFlow reads TF_ENABLE_ONEDNN_OPTS when it is imported (it logs the setting then)
+and turns oneDNN on by itself only on CPUs with AVX-512; the project turns it on
+everywhere (models/__init__.py). Each setting runs in a process of its own: our ResNet
+with the pipeline's config (its augmentation, batch and optimizer) on synthetic images.
+The processes alternate, and the ratio is the median of the rounds' ratios, so that a
+noisy spell of a shared machine does not decide it.
 
     python -m benchmarks.cpu_kernels                    # the pipeline's default input size
     python -m benchmarks.cpu_kernels --image-size-px 64
