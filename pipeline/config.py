@@ -60,7 +60,7 @@ class PipelineConfig:
     # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
-    # Transform. On real photos 96 px beats 64 px by 2-4 points of accuracy for ~20% more
+    # Transform. On real photos 96 px beats 64 px by 1-4 points of accuracy for ~20% more
     # time a training step (benchmarks/RESULTS.md, section 6).
     image_size_px: int = 96
 
