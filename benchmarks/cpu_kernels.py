@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -87,8 +88,7 @@ def main() -> None:
             f"oneDNN {setting}: train {figures[setting]['train']:.0f}, inference "
             f"{figures[setting]['inference']:.0f} images/s" for setting in SETTINGS))
     for kind in ("inference", "train"):
-        middle = sorted(ratios[kind])[len(ratios[kind]) // 2]
-        print(f"{kind} speed oneDNN on/off: {middle:.2f}")
+        print(f"{kind} speed oneDNN on/off: {statistics.median(ratios[kind]):.2f}")
 
 
 if __name__ == "__main__":
