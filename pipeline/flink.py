@@ -194,7 +194,7 @@ def _worker_environment(workers_dir: str) -> dict[str, str]:
             "VIRTUAL_ENV": str(WORKER_VENV),
             "BEAM_BOOT": str(BOOT),
             "BEAM_WORKERS_DIR": workers_dir,
-            "TF_USE_LEGACY_KERAS": "1", "TF_ENABLE_ONEDNN_OPTS": "1"}
+            "TF_USE_LEGACY_KERAS": "1"}
 
 
 def _start(name: str, command: list[str], cwd: str, env) -> subprocess.Popen:
