@@ -46,7 +46,7 @@ def latest_transform_outputs(config: PipelineConfig) -> tuple[str, str]:
 
 def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size: int,
                   split: str = "train") -> tf.data.Dataset:
-    """The Trainer's own training input (trainer.input_dataset) over transformed examples,
+    """The Trainer's own training input (trainer.training_input) over transformed examples,
     built with the data accessor TFX's Trainer would give run_fn."""
     examples = standard_artifacts.Examples()
     examples.uri = examples_uri
@@ -55,6 +55,6 @@ def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size
         tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
         record_batch_factory=None, data_view_decode_fn=None)
     files = [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
-    return trainer.input_dataset(files, accessor, tft.TFTransformOutput(transform_graph_uri),
-                                 global_batch_size, training=True,
-                                 shuffle_seed=PipelineConfig.shuffle_seed)
+    schema = tft.TFTransformOutput(transform_graph_uri).transformed_metadata.schema
+    return trainer.training_input(files, accessor, schema, global_batch_size,
+                                  trainer.count_examples(files), PipelineConfig.shuffle_seed)

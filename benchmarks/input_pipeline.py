@@ -1,7 +1,8 @@
 """Input pipeline: the Trainer's tf.data input against the model's consumption.
 
-The input (transformed TFRecords -> parsed, augmented batches: trainer.input_dataset,
-through the data accessor TFX gives run_fn) must deliver images at least 3x as fast as the
+The input (transformed TFRecords -> parsed, augmented batches: trainer.training_input,
+through the data accessor TFX gives run_fn; timed after its first pass, which parses the
+split into memory) must deliver images at least 3x as fast as the
 model trains on them, so that an accelerator never waits. Both at the pipeline's config
 (environment variables as for `make pipeline`), on the newest Transform output of that
 pipeline: run `make pipeline` first.
@@ -34,7 +35,7 @@ def main() -> None:
           f"{config.image_size_px}x{config.image_size_px}, global batch {global_batch}")
 
     batches = iter(common.trainer_input(*common.latest_transform_outputs(config), global_batch))
-    next(batches)  # opens the files, fills the shuffle buffer
+    next(batches)  # parses the whole split into memory, as each training's first epoch does
 
     def read():
         for _ in range(BATCHES):

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 from tfx import v1 as tfx
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.public import tfxio
 
 from models import features, resnet, serving
@@ -79,37 +80,57 @@ def augment(images: tf.Tensor) -> tf.Tensor:
     return (flipped - mean) * contrast + mean + brightness
 
 
-def input_dataset(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
-                  tf_transform_output: tft.TFTransformOutput, batch_size: int,
-                  training: bool, shuffle_seed: int) -> tf.data.Dataset:
-    """Transformed examples -> (image, label) batches of the global batch size; training
-    data repeats forever.
-
-    Under a multi-worker strategy each worker reads every file and keeps its own part of
-    each global batch (sharding by data, not by file: a split is a handful of files, too
-    few to deal out to the workers), so all must shuffle in the same order.
-    """
-    dataset = data_accessor.tf_dataset_factory(
+def transformed_batches(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+                        schema: schema_pb2.Schema, batch_size: int) -> tf.data.Dataset:
+    """One pass over transformed examples (of Transform's output `schema`), in file
+    order: ({features}, label) batches."""
+    return data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size,
-            label_key=features.LABEL_KEY,
-            shuffle=training,
-            shuffle_seed=shuffle_seed,
-            num_epochs=None if training else 1,
-            drop_final_batch=training,
-        ),
-        tf_transform_output.transformed_metadata.schema,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY,
+                                       shuffle=False, num_epochs=1),
+        schema,
     )
+
+
+def images_and_labels(batches: tf.data.Dataset, augmented: bool) -> tf.data.Dataset:
+    """({features}, label) batches -> (image, label) batches, ready for the strategy."""
 
     def image_and_label(batch, labels):
         images = batch[features.TRANSFORMED_IMAGE_KEY]
-        return (augment(images) if training else images), labels
+        return (augment(images) if augmented else images), labels
 
+    # Under a multi-worker strategy each worker reads every file and keeps its own part of
+    # each global batch (sharding by data, not by file: a split is a handful of files, too
+    # few to deal out to the workers), so all must shuffle in the same order.
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return dataset.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+    return batches.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE).with_options(options)
+
+
+def training_input(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+                   schema: schema_pb2.Schema, batch_size: int, num_examples: int,
+                   shuffle_seed: int) -> tf.data.Dataset:
+    """The training split's augmented (image, label) batches of the global batch size,
+    reshuffled each epoch, forever.
+
+    The split is parsed once and kept in memory (its float images: num_examples x
+    image_size_px^2 x 12 bytes, 0.39 GB for 2,000 at 128 px): unzipping and parsing it
+    again each epoch cost a third of the train step's time on 2 cores. Kept whole, it is
+    also shuffled whole, so the class-sorted order the files are written in never shows.
+    """
+    examples = transformed_batches(file_pattern, data_accessor, schema,
+                                   batch_size).unbatch().cache()
+    batches = (examples.shuffle(num_examples, seed=shuffle_seed).repeat()
+               .batch(batch_size, drop_remainder=True))
+    return images_and_labels(batches, augmented=True)
+
+
+def eval_input(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
+               schema: schema_pb2.Schema, batch_size: int) -> tf.data.Dataset:
+    """The eval split's (image, label) batches, one pass."""
+    return images_and_labels(
+        transformed_batches(file_pattern, data_accessor, schema, batch_size), augmented=False)
 
 
 def switched_on(setting: str) -> bool:
@@ -338,12 +359,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  "examples).", strategy.num_replicas_in_sync, global_batch_size, train_steps,
                  epochs, num_examples)
 
-    train_dataset = input_dataset(fn_args.train_files, fn_args.data_accessor,
-                                  tf_transform_output, global_batch_size, training=True,
-                                  shuffle_seed=config.shuffle_seed)
-    eval_dataset = input_dataset(fn_args.eval_files, fn_args.data_accessor,
-                                 tf_transform_output, global_batch_size, training=False,
-                                 shuffle_seed=config.shuffle_seed)
+    schema = tf_transform_output.transformed_metadata.schema
+    train_dataset = training_input(fn_args.train_files, fn_args.data_accessor, schema,
+                                   global_batch_size, num_examples, config.shuffle_seed)
+    eval_dataset = eval_input(fn_args.eval_files, fn_args.data_accessor, schema,
+                              global_batch_size)
     with strategy.scope():
         model = build_and_compile_model(config, train_steps)
         warm_start(model, config, fn_args.base_model)

@@ -60,9 +60,9 @@ class PipelineConfig:
     # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
 
-    # Transform. On real photos 96 px beats 64 px by 1-4 points of accuracy for ~20% more
-    # time a training step (benchmarks/RESULTS.md, section 6).
-    image_size_px: int = 96
+    # Transform. On real photos more pixels pay with a long enough schedule: 128 px reaches
+    # 0.85-0.87 where 96 px stops at ~0.84 (benchmarks/RESULTS.md, section 6).
+    image_size_px: int = 128
 
     # Model.
     resnet_depth: int = 18
@@ -76,7 +76,7 @@ class PipelineConfig:
     batch_size_per_replica: int = 64
     # Passes over the ingested training split: the run's length follows the data. (On
     # Kubeflow, a run's train_args parameter may fix a step count instead.)
-    train_epochs: int = 75
+    train_epochs: int = 150
     # Peak learning rate of AdamW, reached after a linear warm-up, then cosine decay to 0.
     learning_rate: float = 4e-3
     warmup_steps: int = 50

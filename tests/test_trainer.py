@@ -8,8 +8,12 @@ import textwrap
 
 import numpy as np
 import tensorflow as tf
+from tensorflow_transform.tf_metadata import schema_utils
+from tfx import v1 as tfx
+from tfx.components.util import tfxio_utils
+from tfx.types import artifact_utils, standard_artifacts
 
-from models import trainer
+from models import features, trainer
 from models.model_config import ModelConfig
 from tests.helpers import small_model_config
 
@@ -146,3 +150,47 @@ def test_count_examples_reads_every_record(tmp_path):
         for index in range(7):
             writer.write(str(index).encode())
     assert trainer.count_examples([str(tmp_path / "*.gz")]) == 7
+
+
+def write_transformed_examples(path: str, count: int) -> None:
+    """`count` transformed examples whose label is their index, in one gzipped file."""
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for index in range(count):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                features.TRANSFORMED_IMAGE_KEY: tf.train.Feature(
+                    float_list=tf.train.FloatList(value=[float(index)] * 12)),
+                features.LABEL_KEY: tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[index])),
+            }))
+            writer.write(example.SerializeToString())
+
+
+def test_training_input_serves_every_example_once_an_epoch_reshuffled_the_same_everywhere(
+        tmp_path):
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path)
+    examples.split_names = artifact_utils.encode_split_names(["train"])
+    os.makedirs(tmp_path / "Split-train")
+    write_transformed_examples(str(tmp_path / "Split-train" / "data.gz"), count=12)
+    accessor = tfx.components.DataAccessor(
+        tf_dataset_factory=tfxio_utils.get_tf_dataset_factory_from_artifact([examples], []),
+        record_batch_factory=None, data_view_decode_fn=None)
+    schema = schema_utils.schema_from_feature_spec({
+        features.TRANSFORMED_IMAGE_KEY: tf.io.FixedLenFeature([2, 2, 3], tf.float32),
+        features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64),
+    })
+
+    def three_epochs_of_labels(shuffle_seed: int) -> list[list[int]]:
+        dataset = trainer.training_input([str(tmp_path / "Split-train" / "*")], accessor,
+                                         schema, batch_size=4, num_examples=12,
+                                         shuffle_seed=shuffle_seed)
+        labels = [int(label) for _, batch in dataset.take(9) for label in batch]
+        return [labels[start:start + 12] for start in (0, 12, 24)]
+
+    epochs = three_epochs_of_labels(shuffle_seed=0)
+    assert all(sorted(epoch) == list(range(12)) for epoch in epochs)
+    # Shuffled across the whole split, in a new order each epoch, not in file order.
+    assert len({tuple(epoch) for epoch in epochs + [list(range(12))]}) == 4
+    # Every worker of a cluster builds the same sequence from the same seed.
+    assert three_epochs_of_labels(shuffle_seed=0) == epochs
+    assert three_epochs_of_labels(shuffle_seed=1) != epochs
