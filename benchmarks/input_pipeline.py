@@ -2,8 +2,8 @@
 
 The input (transformed TFRecords -> parsed, augmented batches: trainer.training_input,
 through the data accessor TFX gives run_fn; timed after its first pass, which parses the
-split into memory) must deliver images at least 3x as fast as the
-model trains on them, so that an accelerator never waits. Both at the pipeline's config
+split into memory) must deliver images at least 3x as fast as the model trains on them,
+so that an accelerator never waits. Both at the pipeline's config
 (environment variables as for `make pipeline`), on the newest Transform output of that
 pipeline: run `make pipeline` first.
 

@@ -16,8 +16,8 @@ from typing import Any, Iterator, Optional
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from tfx import v1 as tfx
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from models import features, resnet, serving
