@@ -101,7 +101,7 @@ def images_and_labels(batches: tf.data.Dataset, augmented: bool) -> tf.data.Data
 
     # Under a multi-worker strategy each worker reads every file and keeps its own part of
     # each global batch (sharding by data, not by file: a split is a handful of files, too
-    # few to deal out to the workers), so all must shuffle in the same order.
+    # few to deal out to the workers).
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.map(image_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
@@ -118,6 +118,8 @@ def training_input(file_pattern: list[str], data_accessor: tfx.components.DataAc
     image_size_px^2 x 12 bytes, 0.39 GB for 2,000 at 128 px): unzipping and parsing it
     again each epoch cost a third of the train step's time on 2 cores. Kept whole, it is
     also shuffled whole, so the class-sorted order the files are written in never shows.
+    The shuffle is seeded: every worker of a cluster, keeping its own part of each global
+    batch, must draw the same order.
     """
     examples = transformed_batches(file_pattern, data_accessor, schema,
                                    batch_size).unbatch().cache()
