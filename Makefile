@@ -80,8 +80,11 @@ history: venv
 # The report tests open the HTML in headless Chromium (Debian's package). The suite runs
 # in TEST_WORKERS processes (a pipeline run keeps ~1.2 of 2 cores busy: two overlap well),
 # each taking whole groups of tests (tests/conftest.py); the slowest are listed at the end.
+# SeaweedFS (the tests' S3 server, built once with Go: below) is built before the workers
+# start, so that they do not build it side by side.
+SEAWEEDFS := outputs/bin/weed
 TEST_WORKERS ?= 2
-test: venv
+test: venv $(SEAWEEDFS)
 	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
@@ -122,7 +125,8 @@ bench: pipeline
 	$(BIN)/python -m benchmarks.statistics_memory
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
-# KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://), CONTAINER_IMAGE,
+# KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://; on kubeflow also
+# minio:// or s3://, with KFP_LAUNCHER_PROVIDERS, KFP_OBJECT_STORE_ENDPOINT), CONTAINER_IMAGE,
 # BEAM_RUNNER (with FLINK_JOB_SERVER or DATAFLOW_PROJECT), TRAINER_GPU_COUNT. Submission
 # needs KF_PIPELINES_ENDPOINT (or KFP_ENDPOINT); on multi-user Kubeflow KFP_NAMESPACE and
 # KFP_EXISTING_TOKEN (or a service-account token file); a schedule CRON (6 fields);
@@ -140,11 +144,18 @@ kubeflow-compile: export PYTHONWARNINGS := ignore::FutureWarning
 kubeflow-compile: venv
 	$(BIN)/python -m kubeflow.runner
 
-# Tagged with the fingerprint of the code it holds, unless CONTAINER_IMAGE names a tag.
+# Tagged with the fingerprint of the code it holds, unless CONTAINER_IMAGE names a tag: the
+# CPU image and the GPU one (the same tag + -gpu), which the Trainer runs when it has GPUs.
+# IMAGE_VARIANTS=gpu builds only the GPU one (cpu: only the CPU one).
+IMAGE_VARIANTS ?= cpu gpu
+export IMAGE_VARIANTS
 kubeflow-image: venv
 	test -n "$(CONTAINER_TOOL)" || { echo "No docker, podman or buildah on this machine." >&2; exit 1; }
-	image=$$($(BIN)/python -m kubeflow.image); \
-	$(CONTAINER_TOOL) build -f kubeflow/Dockerfile -t "$$image" . && $(CONTAINER_TOOL) push "$$image"
+	for variant in $$IMAGE_VARIANTS; do \
+	  image=$$($(BIN)/python -m kubeflow.image --variant "$$variant"); \
+	  $(CONTAINER_TOOL) build -f kubeflow/Dockerfile --build-arg VARIANT="$$variant" -t "$$image" .; \
+	  $(CONTAINER_TOOL) push "$$image"; \
+	done
 
 # The compiled spec run on this machine as KFP's launcher runs it (local paths allowed).
 kubeflow-local: export PYTHONWARNINGS := ignore::FutureWarning
@@ -183,3 +194,41 @@ else
 	cd kubeflow/argo && GOWORK=$(CURDIR)/outputs/kfp-argo/go.work go build -buildvcs=false -o ../../$@ .
 endif
 kfp-argo-compile: $(KFP_ARGO_COMPILE)
+
+# SeaweedFS, the S3 API behind KFP's default object store from KFP 2.15: the real server
+# tests/s3_server.py starts. Built once with Go from its own module, by its own go.mod and
+# go.sum (which `replace` a dependency, so `go install <module>@<version>` refuses it);
+# the first build downloads about 700 MB of modules and takes about 9 minutes on 2 cores.
+# Delete outputs/bin/weed to build it again (at another SEAWEEDFS_VERSION).
+SEAWEEDFS_MODULE := github.com/seaweedfs/seaweedfs
+SEAWEEDFS_VERSION := v0.0.0-20261109003541-7506e5f91cd6
+.PHONY: seaweedfs
+$(SEAWEEDFS):
+	mkdir -p $(dir $@)
+	source=$$(GOWORK=off go mod download -json $(SEAWEEDFS_MODULE)@$(SEAWEEDFS_VERSION) \
+	  | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
+	test -n "$$source"; \
+	cd "$$source" && GOWORK=off GOFLAGS=-mod=readonly go build -buildvcs=false -trimpath \
+	  -ldflags="-s -w" -o $(CURDIR)/$@.partial ./weed
+	mv $@.partial $@
+seaweedfs: $(SEAWEEDFS)
+
+# Kubeflow Pipelines' own driver (kubeflow/kfp_driver/), run against a local MLMD server
+# (kubeflow/mlmd_server.py): the ExecutorInput KFP's driver hands each task. Built from
+# KFP_SRC, a kubeflow/pipelines source tree at one of KFP_DRIVER_RELEASES (its VERSION
+# file), into outputs/bin/kfp-driver-<release>, with that release's build tag.
+KFP_DRIVER_RELEASES := 2.4.0 2.5.0 2.17.0
+.PHONY: kfp-driver
+kfp-driver:
+	@test -n "$(KFP_SRC)" || { echo "kfp-driver: set KFP_SRC to a kubeflow/pipelines source tree at one of $(KFP_DRIVER_RELEASES) (the Go module proxy refuses the module), e.g. git -C REPO worktree add /tmp/kfp-2.4.0 2.4.0" >&2; exit 1; }
+	@release=$$(cat "$(KFP_SRC)/VERSION" 2>/dev/null || true); \
+	case " $(KFP_DRIVER_RELEASES) " in *" $$release "*) ;; \
+	  *) echo "kfp-driver: $(KFP_SRC)/VERSION says '$$release', not one of $(KFP_DRIVER_RELEASES)" >&2; exit 1;; esac; \
+	work=$(CURDIR)/outputs/kfp-driver-$$release; src=$(abspath $(KFP_SRC)); \
+	mkdir -p $$work outputs/bin && rm -f $$work/go.work && \
+	(cd $$work && go work init $(CURDIR)/kubeflow/kfp_driver $$src && \
+	  go work edit -replace github.com/kubeflow/pipelines@$$(awk '$$1 == "github.com/kubeflow/pipelines" \
+	    {print $$2}' $(CURDIR)/kubeflow/kfp_driver/go.mod)=$$src) && \
+	echo "kfp-driver: building outputs/bin/kfp-driver-$$release from $$src" && \
+	cd kubeflow/kfp_driver && GOWORK=$$work/go.work go build -buildvcs=false \
+	  -tags kfp_$$(echo $$release | cut -d. -f1,2 | tr . _) -o $(CURDIR)/outputs/bin/kfp-driver-$$release .

@@ -1,22 +1,31 @@
 """The components' container image: what it holds, and the tag that names that content.
 
-    python -m kubeflow.image    # prints the image reference (make kubeflow-image builds it)
+    python -m kubeflow.image                # the reference `make kubeflow-image` builds
+    python -m kubeflow.image --variant gpu  # the GPU image's
 
 An image given without a tag (CONTAINER_IMAGE=registry/ml/cats-dogs-resnet) is tagged
 with the fingerprint of the files kubeflow/Dockerfile copies into it. The compiled spec
 names that tag in every task, so a code change makes a new image everywhere: pods run
 the code that was compiled, and KFP's cache (keyed by image, command and inputs) cannot
 serve a result of older code.
+
+Two variants come from the same files, so from one fingerprint: the CPU image, and the
+GPU image (tag `<fingerprint>-gpu`), which adds TensorFlow's CUDA and cuDNN libraries
+(requirements-gpu.lock) for a Trainer with GPUs.
 """
 import hashlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = "kubeflow/Dockerfile"
-# What the Dockerfile copies into the image: the lock, the package and its sources.
-IMAGE_FILES = ("requirements.lock", "setup.py", "pyproject.toml", DOCKERFILE)
+# The GPU variant's packages, installed after the lock's.
+GPU_LOCK = "requirements-gpu.lock"
+# What the Dockerfile copies into the image: the locks, the package and its sources.
+IMAGE_FILES = ("requirements.lock", GPU_LOCK, "setup.py", "pyproject.toml", DOCKERFILE)
 IMAGE_PACKAGES = ("pipeline", "components", "models", "data", "kubeflow", "reports", "metadata")
 FINGERPRINT_LENGTH = 12
+# The Dockerfile's VARIANT build argument -> what the variant's tag ends with.
+VARIANT_TAG_SUFFIXES = {"cpu": "", "gpu": "-gpu"}
 
 
 def image_sources(repo: Path = REPO) -> list[Path]:
@@ -35,16 +44,22 @@ def code_fingerprint(repo: Path = REPO) -> str:
     return digest.hexdigest()[:FINGERPRINT_LENGTH]
 
 
-def has_tag_or_digest(image: str) -> bool:
+def image_reference(image: str, repo: Path = REPO, variant: str = "cpu") -> str:
+    """The reference of `image`'s `variant`: tagged with the fingerprint, or with the tag
+    `image` names, and the variant's suffix. A digest names one image: used as given."""
     name = image.rsplit("/", 1)[-1]  # a registry host may carry a port: host:5000/name
-    return ":" in name or "@" in name
-
-
-def image_reference(image: str, repo: Path = REPO) -> str:
-    """`image` as given when it names a tag or digest, else tagged with the fingerprint."""
-    return image if has_tag_or_digest(image) else f"{image}:{code_fingerprint(repo)}"
+    if "@" in name:
+        return image
+    tagged = image if ":" in name else f"{image}:{code_fingerprint(repo)}"
+    return tagged + VARIANT_TAG_SUFFIXES[variant]
 
 
 if __name__ == "__main__":
+    import argparse
+
     from pipeline.config import PipelineConfig
-    print(image_reference(PipelineConfig.from_env().container_image))
+    parser = argparse.ArgumentParser(description="Prints the reference of CONTAINER_IMAGE.")
+    parser.add_argument("--variant", choices=VARIANT_TAG_SUFFIXES, default="cpu",
+                        help="gpu: the image with TensorFlow's CUDA libraries")
+    print(image_reference(PipelineConfig.from_env().container_image,
+                          variant=parser.parse_args().variant))

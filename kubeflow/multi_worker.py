@@ -6,8 +6,9 @@
   (tfx.extensions.google_cloud_ai_platform): a chief pool of one machine and a worker
   pool of the others.
 
-Every worker runs TFX's Trainer executor, and so `run_fn`, in the pipeline's image, under
-MultiWorkerMirroredStrategy; the task itself only waits, with the small tasks' requests.
+Every worker runs TFX's Trainer executor, and so `run_fn`, in the Trainer's image (the GPU
+variant when it has GPUs), under MultiWorkerMirroredStrategy; the task itself only waits,
+with the small tasks' requests.
 """
 from typing import Optional
 

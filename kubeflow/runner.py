@@ -5,26 +5,33 @@
 The pipeline is `create_pipeline(config, target=config.kfp_target)`, as for the local
 runner but for a cluster: "kubeflow" (open-source KFP 2.x) or "vertex" (Vertex AI
 Pipelines). Compiling needs no access to the cluster's storage: the image holds the code
-(kubeflow/image.py), and the spec names only the image and the pipeline's gs:// paths.
+(kubeflow/image.py), and the spec names only the image and the pipeline's storage: gs://
+paths, or an object store's, with the settings and the Secret each pod reaches it with.
 """
 import dataclasses
+import json
 import os
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from absl import logging
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
+from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
 
+from kubeflow import object_store
+from kubeflow.entrypoint import OUTPUTS_SPEC_FLAG
 from kubeflow.image import image_reference
 from kubeflow.multi_worker import trainer_launcher
 from kubeflow.submit import SPEC_DIR, spec_path
-from pipeline.config import CLUSTER_STORAGE_SCHEME, PipelineConfig
+from pipeline.config import CLUSTER_STORAGE_SCHEMES, PipelineConfig
 from pipeline.definition import PUSHED_BASELINE_ID, TRAINER_ID, create_pipeline
 
 # Tasks that read the world outside their inputs: KFP's cache, keyed by a task's inputs,
 # image and arguments, would serve a weekly run last week's data or baseline.
 UNCACHED_TASKS = ("ImageExampleGen", PUSHED_BASELINE_ID)
+TFX_ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
+OUR_ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 # What each backend can run: open-source KFP compiles a spec into an Argo workflow of
 # container and importer tasks only; Vertex also runs TFX's resolver tasks.
 EXECUTOR_KINDS = {"kubeflow": {"container", "importer"},
@@ -42,16 +49,42 @@ def check_compilable(config: PipelineConfig, allow_local_paths: bool = False) ->
             "resolver tasks at all (\"resolver executors not implemented\"). Retrain on "
             "spans with `make retrain` on the local engine; on a cluster, a scheduled run "
             "ingests whatever data_root holds when it starts.")
+    if config.trainer_workers > 1 and config.uses_object_store:
+        raise ValueError(
+            f"Invalid setting trainer_workers={config.trainer_workers} with data_root="
+            f"{config.data_root!r} and output_dir={config.output_dir!r}: the Trainer's "
+            "TFJob workers get neither the object store's settings nor its credentials, "
+            "which KFP gives its task pods only, and tensorflow-io's S3 filesystem would "
+            "abort each as it exits (kubeflow/object_store.py). Train on one node, or "
+            "keep both on gs://.")
     if allow_local_paths:
         return
+    schemes = CLUSTER_STORAGE_SCHEMES[config.kfp_target]
     for name, path in (("data_root", config.data_root), ("output_dir", config.output_dir)):
-        if not path.startswith(CLUSTER_STORAGE_SCHEME):
+        if not path.startswith(schemes):
             raise ValueError(
                 f"Invalid setting {name}={path!r} for kfp_target={config.kfp_target!r}: "
-                f"expected a {CLUSTER_STORAGE_SCHEME} URI. A local path exists only on "
-                "this machine, not in the cluster's pods; the pipeline root and the "
-                f"serving models live under output_dir. (TFX writes artifacts through "
-                "TensorFlow's filesystems: this image has gs://, not s3:// or minio://.)")
+                f"expected a {' or '.join(schemes)} URI. A local path exists only on this "
+                "machine, not in the cluster's pods; the pipeline root and the serving "
+                "models live under output_dir.")
+
+
+def cluster_object_store(config: PipelineConfig) -> Optional[object_store.ObjectStore]:
+    """The object store of data_root and output_dir (None: neither is on one), as KFP's
+    launcher reaches it: every task's TensorFlow and Beam reach it the same way. One, as
+    their S3 clients take one endpoint and one pair of credentials per process."""
+    stores = {name: object_store.launcher_store(getattr(config, name),
+                                                config.kfp_launcher_providers,
+                                                config.kfp_object_store_endpoint)
+              for name in ("data_root", "output_dir")}
+    distinct = set(stores.values()) - {None}
+    if len(distinct) > 1:
+        raise ValueError(
+            f"Invalid settings data_root={config.data_root!r} and output_dir="
+            f"{config.output_dir!r}: KFP's launcher reaches them as two object stores "
+            f"({stores['data_root']} and {stores['output_dir']}), and a task's S3 clients "
+            "reach one: expected both on the same store (or one on gs://).")
+    return distinct.pop() if distinct else None
 
 
 def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
@@ -61,16 +94,25 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
     `allow_local_paths` is for running the spec on this machine (kubeflow/contract_run.py).
     """
     check_compilable(config, allow_local_paths)
+    store = cluster_object_store(config)
     image = image_reference(config.container_image)
+    # GPUs need TensorFlow's CUDA libraries, which only the GPU variant of the image holds:
+    # the Trainer's task and its workers run it, every other task the CPU image.
+    trainer_image = (image_reference(config.container_image, variant="gpu")
+                     if config.trainer_gpu_count else image)
     # The image as tagged, in the config: Dataflow's workers run it (beam_pipeline_args).
-    config = dataclasses.replace(config, container_image=image)
+    # The paths as TFX's code opens them (s3:// for KFP's minio://): TensorFlow and Beam
+    # alone read the parameters and properties they become (data_root, serving models).
+    config = dataclasses.replace(config, container_image=image,
+                                 data_root=object_store.tensorflow_uri(config.data_root),
+                                 output_dir=object_store.tensorflow_uri(config.output_dir))
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=image,
+            default_image={DEFAULT_IMAGE_PATH_KEY: image, TRAINER_ID: trainer_image},
             # Schema 2.1 (typed parameters) is what KFP 2 writes and reads; TFX 1.16 also
             # fails to write YAML for runtime parameters under the default 2.0.
             use_pipeline_spec_2_1=True))
-    launcher = trainer_launcher(config, image)
+    launcher = trainer_launcher(config, trainer_image)
     pipeline = create_pipeline(config, target=config.kfp_target, trainer_launcher=launcher)
     pipeline_spec = runner.run(pipeline, write_out=False)["pipelineSpec"]
     # TFX leaves the parameters' defaults out of the spec, and KFP then requires every
@@ -94,16 +136,40 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
                                config.trainer_gpu_count, config.trainer_accelerator)
                 if name == TRAINER_ID and not launcher
                 else task_resources(config.kfp_target, config.task_cpu, config.task_memory_gib))
+            component = pipeline_spec["components"][task["componentRef"]["name"]]
+            run_through_our_entrypoint(executor["container"],
+                                       component.get("outputDefinitions", {}))
+            if store:
+                executor["container"]["env"] = [
+                    {"name": variable, "value": value} for variable, value
+                    in sorted(object_store.client_environment(store).items())]
     kinds = executor_kinds(pipeline_spec)
     unsupported = kinds - EXECUTOR_KINDS[config.kfp_target]
     if unsupported:
         raise ValueError(f"The spec holds {sorted(unsupported)} executors, which "
                          f"kfp_target={config.kfp_target!r} cannot run.")
+    platform_spec = kubernetes_platform_spec(pipeline_spec, store)
     path = spec_path(config, spec_dir)
     os.makedirs(spec_dir, exist_ok=True)
     with open(path, "w") as spec_file:
-        yaml.safe_dump(pipeline_spec, spec_file, sort_keys=True)
+        yaml.safe_dump_all([pipeline_spec, *([platform_spec] if platform_spec else [])],
+                           spec_file, sort_keys=True)
     return path
+
+
+def kubernetes_platform_spec(pipeline_spec: dict,
+                             store: Optional[object_store.ObjectStore]) -> Optional[dict]:
+    """The spec file's second YAML document, KFP's PlatformSpec (the API server and kfp's
+    client take the first document as the pipeline, a next one as this): the store's
+    credentials from its Secret into every container task's pod (secretAsEnv). None when
+    the store has no Secret, or there is no store."""
+    if not store or not object_store.secret_as_env(store):
+        return None
+    # A list of its own for each: a shared one would be written as YAML anchors.
+    executors = {label: {"secretAsEnv": object_store.secret_as_env(store)}
+                 for label, executor in pipeline_spec["deploymentSpec"]["executors"].items()
+                 if "container" in executor}
+    return {"platforms": {"kubernetes": {"deploymentSpec": {"executors": executors}}}}
 
 
 def task_resources(target: str, cpu: float, memory_gib: float, gpu_count: int = 0,
@@ -126,6 +192,19 @@ def task_resources(target: str, cpu: float, memory_gib: float, gpu_count: int = 
                                     "resourceType": accelerator,
                                     "resourceCount": str(gpu_count)}
     return resources
+
+
+def run_through_our_entrypoint(container: dict, output_definitions: dict) -> None:
+    """TFX's container command made kubeflow/entrypoint.py's, which hands TFX's own
+    entrypoint what it expects from what KFP's driver sends; it gets the component's
+    outputs from the spec, as TFX's command already carries its inputs."""
+    if container["command"] != TFX_ENTRYPOINT:
+        raise ValueError(f"Unexpected container command {container['command']}: TFX's "
+                         f"V2 compiler writes {TFX_ENTRYPOINT}.")
+    container["command"] = OUR_ENTRYPOINT
+    after_inputs = container["args"].index("--json_serialized_inputs_spec_args") + 2
+    container["args"][after_inputs:after_inputs] = [
+        OUTPUTS_SPEC_FLAG, json.dumps(output_definitions, sort_keys=True)]
 
 
 def executor_of(pipeline_spec: dict, task: dict) -> dict:

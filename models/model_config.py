@@ -76,6 +76,7 @@ class ModelConfig(_CustomConfig):
     learning_rate: float
     warmup_steps: int
     distribution_strategy: str  # one of DISTRIBUTION_STRATEGIES, from trainer_workers
+    trainer_gpu_count: int  # GPUs each worker must see, or it fails before training
     mixed_precision: str  # one of GPU_SPEEDUP_SETTINGS
     jit_compile: str  # one of GPU_SPEEDUP_SETTINGS
     test_time_flip: bool

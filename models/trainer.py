@@ -60,6 +60,23 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
 
 
+def check_gpus_found(expected_gpu_count: int) -> None:
+    """Fails unless TensorFlow finds at least the GPUs this worker was given.
+
+    Without its CUDA libraries (the CPU image) or a node's driver, TensorFlow finds none
+    and would train on the CPU, saying so in one INFO line among thousands.
+    """
+    found = tf.config.list_physical_devices("GPU")
+    if len(found) < expected_gpu_count:
+        raise RuntimeError(
+            f"The Trainer was given {expected_gpu_count} GPU(s) (trainer_gpu_count="
+            f"{expected_gpu_count}) but TensorFlow found {len(found)}: "
+            f"tf.config.list_physical_devices('GPU') = {[gpu.name for gpu in found]}. "
+            "Refusing to train on the CPU instead. TensorFlow's CUDA libraries are in the "
+            "GPU image only (the tag ending in -gpu, built by make kubeflow-image), and the "
+            "node needs the NVIDIA driver and device plugin (kubeflow/README.md).")
+
+
 def augment(images: tf.Tensor) -> tf.Tensor:
     """A random resized crop, flip and brightness/contrast jitter per image of a
     [batch, h, w, 3] batch of normalised images."""
@@ -349,6 +366,8 @@ def model_config(custom_config: dict[str, Any]) -> ModelConfig:
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point."""
     config = model_config(fn_args.custom_config)
+    # Before any data is read: a missing GPU is a setup error, not a slow run.
+    check_gpus_found(config.trainer_gpu_count)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     strategy = distribution_strategy(config.distribution_strategy)
     # Replicas of every worker: the global batch, and so the steps, are the cluster's.

@@ -24,12 +24,17 @@ IMAGE_SETUP_FILE = "/pipeline/setup.py"
 LOCAL = "local"
 KFP_TARGETS = ("kubeflow", "vertex")
 BEAM_RUNNERS = ("direct", "flink", "dataflow")
-# Storage for data, pipeline root and serving models on a cluster: a local path exists
-# only on the machine that compiles, and TFX's executors write artifacts through
-# TensorFlow's filesystems, which in our image cover gs:// (KFP's driver also takes
-# s3:// and minio://, but TensorFlow needs tensorflow-io for s3://, not in the lock,
-# and has no minio://).
-CLUSTER_STORAGE_SCHEME = "gs://"
+# Storage for data, pipeline root and serving models on each KFP target: a local path
+# exists only on the machine that compiles. TFX's executors write artifacts through
+# TensorFlow's and Beam's filesystems: gs:// on both targets; on Kubeflow also an S3 API,
+# KFP's own object store (MinIO or SeaweedFS, minio:// as KFP names it) or S3 itself,
+# through tensorflow-io and boto3 (kubeflow/object_store.py).
+OBJECT_STORE_SCHEMES = ("minio://", "s3://")
+CLUSTER_STORAGE_SCHEMES = {"kubeflow": ("gs://", *OBJECT_STORE_SCHEMES), "vertex": ("gs://",)}
+# What Beam's SDK workers import as they start where data or artifacts are on an object
+# store: importing tensorflow-io registers TensorFlow's s3:// filesystem, which a worker
+# process does not inherit from the process that started it.
+S3_FILESYSTEM_PACKAGE = "tensorflow_io"
 # The GPU request's name on each target: a Kubernetes extended resource on Kubeflow, one
 # of Vertex's accelerator types on Vertex.
 DEFAULT_ACCELERATOR = {"kubeflow": "nvidia.com/gpu", "vertex": "NVIDIA_L4"}
@@ -134,9 +139,10 @@ class PipelineConfig:
     jit_compile: str = "auto"
 
     # Training hardware. The Trainer's request on Kubeflow: this many accelerators of this
-    # type on one node (0: none); MirroredStrategy uses all of them. The type is a
-    # Kubernetes resource name on Kubeflow, a Vertex accelerator type on Vertex; empty:
-    # DEFAULT_ACCELERATOR of the target.
+    # type on one node (0: none); MirroredStrategy uses all of them. A Trainer (on any
+    # engine) that finds fewer fails before it reads any data, rather than train on the CPU.
+    # The type is a Kubernetes resource name on Kubeflow, a Vertex accelerator type on
+    # Vertex; empty: DEFAULT_ACCELERATOR of the target.
     trainer_gpu_count: int = 0
     trainer_accelerator_type: str = ""
     # Machines the Trainer runs on (Kubeflow and Vertex targets), each with the requests
@@ -152,6 +158,14 @@ class PipelineConfig:
 
     # Kubeflow Pipelines (kubeflow/runner.py): which backend the spec is compiled for.
     kfp_target: str = "kubeflow"
+    # How KFP's launcher reaches an object store (minio:// or s3:// paths), which every task
+    # then reaches the same way (kubeflow/object_store.py): the `providers` YAML of the
+    # cluster's `kfp-launcher` ConfigMap, if it has one, and the endpoint of KFP's default
+    # store, for minio:// paths it has no entry for (backend/src/v2/objectstore/config.go):
+    # minio-service.kubeflow:9000 up to KFP 2.15 (2.4.0 takes the same Service from
+    # MINIO_SERVICE_SERVICE_HOST/_PORT in its own namespace), seaweedfs.kubeflow:9000 from 2.16.
+    kfp_launcher_providers: str = ""
+    kfp_object_store_endpoint: str = "minio-service.kubeflow:9000"
     # The image every component runs in (kubeflow/Dockerfile). Without a tag, the tag is
     # the fingerprint of the code it holds (kubeflow/image.py), so a code change is a new
     # image in every task: it reaches the pods and no KFP cache entry hides it.
@@ -216,6 +230,16 @@ class PipelineConfig:
                "trainer_gpu_count", "an integer >= 0", self.trainer_gpu_count)
         _check(self.kfp_target in KFP_TARGETS, "kfp_target", f"one of {list(KFP_TARGETS)}",
                self.kfp_target)
+        schemes = CLUSTER_STORAGE_SCHEMES[self.kfp_target]
+        for name in ("data_root", "output_dir"):
+            path = getattr(self, name)
+            _check("://" not in path or path.startswith(schemes), name,
+                   f"a local path or a {' or '.join(schemes)} URI for kfp_target="
+                   f"{self.kfp_target!r}", path)
+        _check(re.fullmatch(r"(https?://)?[A-Za-z0-9.-]+(:[0-9]+)?",
+                            self.kfp_object_store_endpoint) is not None,
+               "kfp_object_store_endpoint", "a host:port, or an http(s):// URL of one",
+               self.kfp_object_store_endpoint)
         if self.kfp_target == "vertex":
             _check(self.trainer_accelerator in VERTEX_ACCELERATORS, "trainer_accelerator_type",
                    f"a Vertex accelerator type ({', '.join(VERTEX_ACCELERATORS)})",
@@ -275,6 +299,12 @@ class PipelineConfig:
         return "multi_worker_mirrored" if self.trainer_workers > 1 else "mirrored"
 
     @property
+    def uses_object_store(self) -> bool:
+        """Whether data or artifacts are on an S3 API (OBJECT_STORE_SCHEMES)."""
+        return any(path.startswith(OBJECT_STORE_SCHEMES) for path in (self.data_root,
+                                                                        self.output_dir))
+
+    @property
     def trainer_accelerator(self) -> str:
         """The accelerator type the Trainer requests on the configured KFP target."""
         return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.kfp_target]
@@ -289,8 +319,14 @@ class PipelineConfig:
         tagged by the code's fingerprint). The DirectRunner's workers run in the
         pipeline's own environment; naming a setup file still stops TFX from packaging its
         own installation into an sdist for every Beam component (2-3 s each), which it
-        does for args that name neither a package nor an image.
+        does for args that name neither a package nor an image. With data or artifacts on
+        an object store, every SDK worker imports S3_FILESYSTEM_PACKAGE as it starts.
         """
+        plugins = ([f"--beam_plugins={S3_FILESYSTEM_PACKAGE}"] if self.uses_object_store
+                   else [])
+        return self._runner_args(target) + plugins
+
+    def _runner_args(self, target: str) -> list[str]:
         setup_file = SETUP_FILE if target == LOCAL else IMAGE_SETUP_FILE
         if self.beam_runner == "direct":
             # In a KFP task, the pod's CPU request, not the node's cores, sets the workers.

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 
 from tests.helpers import (BLESSED_RUN_GROUP, analyze_and_transform, encode_image,  # noqa: E402
                            run_blessed_pipeline)
+from tests.s3_server import s3_server  # noqa: E402,F401  (a fixture: SeaweedFS's S3 API)
 
 # `make test` runs the suite in two pytest-xdist workers, handing them whole groups
 # (`--dist loadgroup`). Every file is a group of its own, so that a module's fixtures run

@@ -4,6 +4,7 @@ spec run under KFP's execution contract: test_kubeflow_contract_e2e.py.
 
 No cluster runs here: each spec is compiled once per module and read back.
 """
+import importlib.metadata
 import json
 import os
 import re
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from kubeflow import image
 from kubeflow.runner import EXECUTOR_KINDS, compile_pipeline, executor_kinds
@@ -99,10 +102,29 @@ def test_tasks_reading_the_outside_world_are_never_served_from_kfp_cache(specs):
         assert "ImageExampleGen" in uncached
 
 
-def test_every_task_runs_the_image_tagged_with_the_code_fingerprint(specs):
-    expected = f"cats-dogs-resnet:{image.code_fingerprint()}"
+def test_every_task_runs_through_our_entrypoint_with_its_outputs_declared(specs):
+    """kubeflow/entrypoint.py types the driver's untyped inputs from TFX's inputs spec and
+    needs the outputs spec beside it to tell the component's outputs from KFP's own."""
     for _, spec in specs.values():
-        assert {container["image"] for container in _containers(spec).values()} == {expected}
+        for task, container in _containers(spec).items():
+            assert container["command"] == ["python", "-m", "kubeflow.entrypoint"], task
+            args = container["args"]
+            outputs = json.loads(args[args.index("--json_serialized_outputs_spec_args") + 1])
+            assert outputs == spec["components"][task].get("outputDefinitions", {}), task
+            inputs = json.loads(args[args.index("--json_serialized_inputs_spec_args") + 1])
+            assert set(inputs.get("artifacts", {})) == set(
+                spec["components"][task].get("inputDefinitions", {}).get("artifacts", {})), task
+
+
+def test_the_trainer_with_gpus_gets_the_gpu_image_and_the_rest_the_cpu_image(specs, tmp_path):
+    """Both tagged with the code's fingerprint; the specs' Trainer has 4 GPUs."""
+    cpu_image = f"cats-dogs-resnet:{image.code_fingerprint()}"
+    for _, spec in specs.values():
+        images = {task: container["image"] for task, container in _containers(spec).items()}
+        assert images.pop("Trainer") == f"{cpu_image}-gpu"
+        assert set(images.values()) == {cpu_image}
+    spec = yaml.safe_load(Path(compile_pipeline(cluster_config(), str(tmp_path))).read_text())
+    assert {container["image"] for container in _containers(spec).values()} == {cpu_image}
 
 
 def test_a_code_change_changes_the_image_tag_and_an_explicit_tag_is_kept(tmp_path):
@@ -117,8 +139,19 @@ def test_a_code_change_changes_the_image_tag_and_an_explicit_tag_is_kept(tmp_pat
     assert image.code_fingerprint(copy) != image.code_fingerprint()
     assert image.image_reference("registry:5000/ml/cats-dogs", copy) == (
         f"registry:5000/ml/cats-dogs:{image.code_fingerprint(copy)}")
-    for pinned in ("registry:5000/ml/cats-dogs:1.2.3", "ml/cats-dogs@sha256:" + "0" * 64):
-        assert image.image_reference(pinned) == pinned
+    assert image.image_reference("registry:5000/ml/cats-dogs", copy, variant="gpu") == (
+        f"registry:5000/ml/cats-dogs:{image.code_fingerprint(copy)}-gpu")
+    # The GPU variant's files are fingerprinted too: one fingerprint for both variants.
+    fingerprint = image.code_fingerprint(copy)
+    gpu_lock = copy / image.GPU_LOCK
+    gpu_lock.write_text(gpu_lock.read_text() + "\n# a change\n")
+    assert image.code_fingerprint(copy) != fingerprint
+    tagged = "registry:5000/ml/cats-dogs:1.2.3"
+    assert image.image_reference(tagged) == tagged
+    assert image.image_reference(tagged, variant="gpu") == f"{tagged}-gpu"
+    # A digest names one image, which every task then runs.
+    digest = "ml/cats-dogs@sha256:" + "0" * 64
+    assert image.image_reference(digest) == image.image_reference(digest, variant="gpu") == digest
 
 
 def test_the_spec_names_nothing_from_the_compiling_machine(specs):
@@ -220,9 +253,11 @@ def test_data_root_and_train_args_are_run_parameters_with_the_config_as_default(
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"data_root": "/data/cats-dogs"}, r"data_root='/data/cats-dogs' .*expected a gs:// URI"),
-    ({"output_dir": "outputs"}, r"output_dir='outputs' .*expected a gs:// URI"),
-    ({"output_dir": "s3://bucket/runs"}, r"output_dir='s3://bucket/runs' .*not s3://"),
+    ({"data_root": "/data/cats-dogs"},
+     r"data_root='/data/cats-dogs' .*expected a gs:// or minio:// or s3:// URI"),
+    ({"output_dir": "outputs"}, r"output_dir='outputs' .*expected a gs:// or minio:// or s3://"),
+    ({"output_dir": "s3://bucket/runs", "kfp_target": "vertex"},
+     r"output_dir='s3://bucket/runs': expected a local path or a gs:// URI for kfp_target="),
     ({"spans": True}, r"spans=true for kfp_target='kubeflow'.*SpanRangeStrategy"),
     ({"spans": True, "kfp_target": "vertex"}, r"spans=true for kfp_target='vertex'"),
 ])
@@ -372,10 +407,55 @@ def test_image_holds_the_whole_project_installed_from_the_lock():
     assert "ENV TF_ENABLE_ONEDNN_OPTS=1" in lines
 
 
-def test_make_kubeflow_image_builds_and_pushes_the_fingerprinted_reference():
-    result = subprocess.run(["make", "-n", "-C", str(REPO), "kubeflow-image",
-                             "CONTAINER_TOOL=podman"], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert "python -m kubeflow.image" in result.stdout
-    assert "podman build -f kubeflow/Dockerfile" in result.stdout
-    assert "podman push" in result.stdout
+def test_the_gpu_variant_installs_the_gpu_lock_after_the_lock_with_the_same_flags():
+    text = "\n".join(_dockerfile_lines())
+    installs = re.findall(r"pip install (.*?) -r (\S+)", text)
+    assert [lock for _, lock in installs] == ["requirements.lock", image.GPU_LOCK]
+    assert installs[0][0] == installs[1][0] == (
+        "--no-cache-dir --no-deps --ignore-requires-python")
+    # Only in the variant of that name; the default is the CPU image.
+    assert re.search(rf"^gpu\) pip install .* -r {re.escape(image.GPU_LOCK)} ;;", text, re.M)
+    assert "ARG VARIANT=cpu" in text
+    assert set(re.findall(r"^(\w+)\) ", text, re.M)) == set(image.VARIANT_TAG_SUFFIXES)
+
+
+def test_the_gpu_lock_is_exactly_what_tensorflow_requires_for_and_cuda():
+    lock = (REPO / "requirements.lock").read_text()
+    [tensorflow_pin] = re.findall(r"^tensorflow==(.+)$", lock, flags=re.MULTILINE)
+    assert importlib.metadata.version("tensorflow") == tensorflow_pin
+    required = {}
+    for line in importlib.metadata.requires("tensorflow"):
+        requirement = Requirement(line)
+        # The extra's own: required with it, not without (others have markers too).
+        if requirement.marker and requirement.marker.evaluate({"extra": "and-cuda"}) and (
+                not requirement.marker.evaluate({"extra": ""})):
+            required[canonicalize_name(requirement.name)] = requirement.specifier
+    pinned = dict(line.split("==") for line in (REPO / image.GPU_LOCK).read_text().splitlines()
+                  if line and not line.startswith("#"))
+    assert {canonicalize_name(name) for name in pinned} == set(required)
+    for name, version in pinned.items():
+        assert version in required[canonicalize_name(name)], (name, version)
+
+
+def test_make_kubeflow_image_builds_and_pushes_both_variants_or_the_one_asked(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    # `python -m kubeflow.image --variant V` prints V's reference; the tool logs its calls.
+    (fake_bin / "python").write_text('#!/bin/sh\necho "registry/cats-dogs:f-$4"\n')
+    (fake_bin / "podman").write_text(f'#!/bin/sh\necho "$*" >> {tmp_path}/calls\n')
+    for command in fake_bin.iterdir():
+        command.chmod(0o755)
+    for variants, expected in ((None, ["cpu", "gpu"]), ("gpu", ["gpu"])):
+        (tmp_path / "calls").unlink(missing_ok=True)
+        # -o: a lock newer than the venv must not reinstall it through the fake python.
+        result = subprocess.run(
+            ["make", "-s", "-C", str(REPO), "-o", ".venv/.installed", "kubeflow-image",
+             f"BIN={fake_bin}", f"CONTAINER_TOOL={fake_bin}/podman",
+             *([f"IMAGE_VARIANTS={variants}"] if variants else [])],
+            capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "calls").read_text().splitlines() == [
+            call for variant in expected for call in (
+                f"build -f kubeflow/Dockerfile --build-arg VARIANT={variant} "
+                f"-t registry/cats-dogs:f-{variant} .",
+                f"push registry/cats-dogs:f-{variant}")]

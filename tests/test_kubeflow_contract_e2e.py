@@ -1,58 +1,106 @@
-"""The compiled Kubeflow spec, run on this machine under KFP's execution contract, twice.
+"""The compiled Kubeflow spec, run on this machine as open-source KFP runs it, twice, on a
+real S3 server (SeaweedFS, KFP's own object store from 2.15: tests/s3_server.py).
 
-kubeflow/contract_run.py starts each task as KFP's launcher would (the spec's command and
-args, the ExecutorInput JSON KFP builds). The first run pushes a blessed model with no
-baseline; the second, after new images land in the same data root, ingests them (its
-ExampleGen is never a cache hit) and is judged against the model the first one pushed.
+kubeflow/contract_run.py starts each task as KFP's launcher would and carries artifacts
+between tasks as KFP's driver does: read back from ML Metadata, untyped, renamed to MLMD
+ids, their metadata converted. The pipeline root, the data and the pushed models are on
+`minio://mlpipeline/...`, KFP's default store, reached with the credentials the spec's
+platform config gives every pod from the `mlpipeline-minio-artifact` Secret. The first run
+is KFP 2.5 and later (the driver's `executor-logs` output on every task) and pushes a
+blessed model with no baseline; the second is KFP 2.4 (no logs output): after new images
+land in the same data root, it ingests them (its ExampleGen is never a cache hit) and is
+judged against the model the first one pushed.
+
+This test process reads the store with boto3, as a user would, not with TensorFlow:
+tensorflow-io's S3 filesystem aborts the process that used it as it exits
+(kubeflow/object_store.py).
 """
 import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from data.generate import generate_dataset
-from kubeflow.contract_run import run_spec
+from kubeflow.contract_run import LOGS_OUTPUT, read_spec, run_spec
+from kubeflow.object_store import DEFAULT_SECRET_NAME, tensorflow_uri
 from kubeflow.runner import compile_pipeline
-from metadata.eval_predictions import read_predictions
+from metadata import eval_predictions
 from pipeline.config import PipelineConfig
-from tests.helpers import serving_versions
 
 pytestmark = pytest.mark.e2e
 
 
-def _files(data_root: Path, split_folder: str) -> int:
-    return len(list((data_root / split_folder).glob("*/*")))
+def _key(uri: str) -> str:
+    """The object key of a minio:// or s3:// URI in the test's bucket."""
+    return tensorflow_uri(uri).split("/", 3)[3]
 
 
-def _ingested(outputs) -> dict:
-    examples_uri = outputs["ImageExampleGen"]["examples"]["uri"]
-    report = json.loads(Path(examples_uri, "ingestion_report.json").read_text())
+def _upload(s3, folder: Path, prefix: str, rename=lambda name: name) -> int:
+    files = sorted(path for path in folder.rglob("*") if path.is_file())
+    for path in files:
+        relative = path.relative_to(folder)
+        s3.upload_file(str(path), "mlpipeline",
+                       f"{prefix}/{relative.parent.as_posix()}/{rename(relative.name)}")
+    return len(files)
+
+
+def _read(s3, uri: str) -> bytes:
+    return s3.get_object(Bucket="mlpipeline", Key=_key(uri))["Body"].read()
+
+
+def _ingested(s3, outputs) -> dict:
+    report = json.loads(_read(s3, outputs["ImageExampleGen"]["examples"]["uri"]
+                              + "/ingestion_report.json"))
     return {split: report["splits"][split]["written"] for split in ("train", "eval")}
 
 
+def _serving_versions(s3, config) -> list[str]:
+    listing = s3.list_objects_v2(Bucket="mlpipeline", Prefix=_key(config.serving_model_dir) + "/",
+                                 Delimiter="/")
+    names = [prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
+             for prefix in listing.get("CommonPrefixes", [])]
+    return sorted(name for name in names if name.isdigit())
+
+
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(tmp_path_factory, s3_server):
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1",
+                      aws_access_key_id=s3_server.access_key,
+                      aws_secret_access_key=s3_server.secret_key)
     work = tmp_path_factory.mktemp("kfp_contract")
-    data_root = work / "data"
-    generate_dataset(data_root, train_per_class=20, test_per_class=16, seed=5)
+    generate_dataset(work / "data", train_per_class=20, test_per_class=16, seed=5)
+    _upload(s3, work / "data", "contract/data")
     config = PipelineConfig(
-        data_root=str(data_root), output_dir=str(work / "outputs"), pipeline_name="kfp-contract",
+        data_root="minio://mlpipeline/contract/data",
+        output_dir="minio://mlpipeline/contract/outputs", pipeline_name="kfp-contract",
+        kfp_object_store_endpoint=s3_server.endpoint,
         image_size_px=32, batch_size_per_replica=16, train_epochs=15,
         warmup_steps=5, min_accuracy=0.0, max_accuracy_drop=1.0, task_cpu=1)
-    spec_file = compile_pipeline(config, str(work / "spec"), allow_local_paths=True)
-    first = run_spec(spec_file, config.pipeline_root)
-    first_versions = serving_versions(config)
+    spec_file = compile_pipeline(config, str(work / "spec"))
+    secrets = {DEFAULT_SECRET_NAME: {"accesskey": s3_server.access_key,
+                                     "secretkey": s3_server.secret_key}}
+    runs = work / "runs"
+    first = run_spec(spec_file, config.pipeline_root, str(runs), secrets=secrets)
+    first_versions = _serving_versions(s3, config)
 
     # New images arrive in the same data root, under new names.
     generate_dataset(work / "more", train_per_class=8, test_per_class=4, seed=6)
-    for path in (work / "more").glob("*/*/*"):
-        target = data_root / path.relative_to(work / "more")
-        path.rename(target.with_name("new." + target.name))
-    second = run_spec(spec_file, config.pipeline_root)
-    return {"config": config, "data_root": data_root, "spec": yaml.safe_load(
-        Path(spec_file).read_text()), "first": first, "second": second,
-        "first_versions": first_versions}
+    _upload(s3, work / "more", "contract/data", rename=lambda name: "new." + name)
+    second = run_spec(spec_file, config.pipeline_root, str(runs), secrets=secrets,
+                      publish_logs=False)
+    evaluations = {}
+    for name, outputs in (("first", first), ("second", second)):
+        evaluation = work / f"evaluation-{name}"
+        evaluation.mkdir()
+        (evaluation / eval_predictions.FILE_NAME).write_bytes(_read(
+            s3, f"{outputs['Evaluator']['evaluation']['uri']}/{eval_predictions.FILE_NAME}"))
+        evaluations[name] = eval_predictions.read_predictions(str(evaluation))
+    spec, platform = read_spec(spec_file)
+    return {"config": config, "s3": s3, "spec": spec, "platform": platform, "first": first,
+            "second": second, "first_versions": first_versions,
+            "versions": _serving_versions(s3, config), "predictions": evaluations}
 
 
 def test_every_task_of_the_spec_ran_and_reported_its_outputs(two_runs):
@@ -61,7 +109,26 @@ def test_every_task_of_the_spec_ran_and_reported_its_outputs(two_runs):
     for outputs in (two_runs["first"], two_runs["second"]):
         examples = outputs["ImageExampleGen"]["examples"]
         assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
-        assert outputs["Trainer"]["model"]["uri"].startswith(two_runs["config"].pipeline_root)
+        # As KFP's driver hands it on: an MLMD id for a name, no type.
+        assert examples["name"].isdigit() and examples["type"] == {"instanceSchema": ""}
+        assert outputs["Trainer"]["model"]["uri"].startswith(
+            "minio://mlpipeline/contract/outputs/pipeline_root/kfp-contract/")
+
+
+def test_every_pod_reaches_the_store_with_the_secret_the_platform_spec_names(two_runs):
+    executors = two_runs["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(two_runs["spec"]["deploymentSpec"]["executors"])
+    for config in executors.values():
+        [secret] = config["secretAsEnv"]
+        assert secret["secretName"] == DEFAULT_SECRET_NAME
+
+
+def test_kfp_2_5_and_later_get_each_tasks_log_as_its_executor_logs_output(two_runs):
+    s3 = two_runs["s3"]
+    for task, outputs in two_runs["first"].items():
+        log = _read(s3, outputs[LOGS_OUTPUT]["uri"]).decode()
+        assert log.strip(), task
+    assert all(LOGS_OUTPUT not in outputs for outputs in two_runs["second"].values())
 
 
 def test_first_run_has_no_baseline_and_pushes_a_blessed_model(two_runs):
@@ -75,11 +142,9 @@ def test_first_run_has_no_baseline_and_pushes_a_blessed_model(two_runs):
 
 
 def test_second_run_ingests_the_new_images(two_runs):
-    data_root = two_runs["data_root"]
-    assert _ingested(two_runs["first"]) == {"train": 40, "eval": 32}
-    assert _ingested(two_runs["second"]) == {
-        "train": _files(data_root, "training_set"), "eval": _files(data_root, "test_set")}
-    assert _ingested(two_runs["second"]) == {"train": 56, "eval": 40}
+    s3 = two_runs["s3"]
+    assert _ingested(s3, two_runs["first"]) == {"train": 40, "eval": 32}
+    assert _ingested(s3, two_runs["second"]) == {"train": 56, "eval": 40}
 
 
 def test_second_run_is_judged_against_the_model_the_first_pushed(two_runs):
@@ -88,16 +153,21 @@ def test_second_run_is_judged_against_the_model_the_first_pushed(two_runs):
     baseline = second["latest-pushed-model"]["model"]
     assert baseline["metadata"]["pushed_version"] == first_version
     blessing = second["Evaluator"]["blessing"]["metadata"]
-    assert blessing["baseline_model"] == baseline["uri"]
+    assert tensorflow_uri(blessing["baseline_model"]) == tensorflow_uri(baseline["uri"])
     assert blessing["blessed"] == 1
     # Blessed again (any drop tolerated here): a newer version, beside the first.
-    versions = serving_versions(two_runs["config"])
+    versions = two_runs["versions"]
     assert len(versions) == 2 and first_version in versions
     assert second["Pusher"]["pushed_model"]["metadata"]["pushed_version"] == max(versions, key=int)
+    # The pushed model is whole on the store: its graph and variables.
+    model_key = f"{_key(two_runs['config'].serving_model_dir)}/{max(versions, key=int)}/"
+    listed = two_runs["s3"].list_objects_v2(Bucket="mlpipeline", Prefix=model_key)
+    names = {item["Key"][len(model_key):] for item in listed["Contents"]}
+    assert "saved_model.pb" in names and any(name.startswith("variables/") for name in names)
 
 
 def test_the_evaluator_writes_each_eval_images_prediction_for_the_report(two_runs):
-    for outputs in (two_runs["first"], two_runs["second"]):
-        predictions = read_predictions(outputs["Evaluator"]["evaluation"]["uri"])
-        assert len(predictions) == _ingested(outputs)["eval"]
+    for name in ("first", "second"):
+        predictions = two_runs["predictions"][name]
+        assert len(predictions) == _ingested(two_runs["s3"], two_runs[name])["eval"]
         assert all(p.image is not None for p in predictions if p.wrong)

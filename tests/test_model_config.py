@@ -13,7 +13,8 @@ CUSTOM_CONFIG = PipelineConfig().model_config().to_custom_config()
 
 def test_transform_and_trainer_read_back_what_the_pipeline_gave_them(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path), resnet_depth=50, image_size_px=128,
-                            class_names=("cat", "dog"), mixed_precision="on")
+                            class_names=("cat", "dog"), mixed_precision="on",
+                            trainer_gpu_count=2)
     components = {component.id: component for component in create_pipeline(config).components}
     for component_id, settings in [("Transform", config.transform_config()),
                                    ("Trainer", config.model_config())]:
@@ -22,6 +23,7 @@ def test_transform_and_trainer_read_back_what_the_pipeline_gave_them(tmp_path):
         assert type(settings).from_custom_config(custom_config) == settings
     assert config.model_config().class_names == ("cat", "dog")
     assert config.model_config().resnet_depth == 50
+    assert config.model_config().trainer_gpu_count == 2  # what run_fn checks it finds
     # Only what the transform depends on: a training setting changed keeps its cache.
     assert config.transform_config() == TransformConfig(image_size_px=128)
 

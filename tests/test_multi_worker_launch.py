@@ -55,7 +55,8 @@ def test_on_kubeflow_the_trainer_task_launches_a_tfjob_of_n_workers(tmp_path):
                                      "components.tfjob_trainer.executor.Executor"]
     assert custom_config["tfjob"] == {
         "workers": 3,
-        "image": f"cats-dogs-resnet:{image.code_fingerprint()}",
+        # The workers have GPUs: the image with TensorFlow's CUDA libraries.
+        "image": f"cats-dogs-resnet:{image.code_fingerprint()}-gpu",
         "pipeline_name": "cats-dogs-resnet",
         # Each worker gets the Trainer's requests; the launching task a small task's.
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
@@ -81,7 +82,7 @@ def test_on_vertex_the_trainer_task_launches_a_custom_job_with_a_chief_and_worke
     assert training["project"] == "ml-project"
     machine = {"machine_type": "g2-standard-8", "accelerator_type": "NVIDIA_L4",
                "accelerator_count": 2}
-    image_uri = {"image_uri": f"cats-dogs-resnet:{image.code_fingerprint()}"}
+    image_uri = {"image_uri": f"cats-dogs-resnet:{image.code_fingerprint()}-gpu"}
     assert training["job_spec"]["worker_pool_specs"] == [
         {"machine_spec": machine, "replica_count": 1, "container_spec": image_uri},
         {"machine_spec": machine, "replica_count": 2, "container_spec": image_uri}]

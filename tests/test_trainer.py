@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx import v1 as tfx
@@ -119,6 +120,40 @@ def test_gpu_speedups_are_off_on_cpu_by_default_and_train_when_forced_on():
         assert np.isfinite(history.history["loss"][-1])
     finally:
         tf.keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def gpus_found(monkeypatch):
+    """The GPUs TensorFlow finds, as the test sets them (none to begin with)."""
+    found = []
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda device_type=None: found if device_type == "GPU" else [])
+    return found
+
+
+def test_a_trainer_given_gpus_fails_before_reading_data_if_tensorflow_finds_fewer(
+        gpus_found, tmp_path):
+    message = (r"The Trainer was given 2 GPU\(s\) \(trainer_gpu_count=2\) but TensorFlow "
+               r"found 0: tf.config.list_physical_devices\('GPU'\) = \[\]. Refusing to "
+               r"train on the CPU instead.")
+    with pytest.raises(RuntimeError, match=message):
+        trainer.check_gpus_found(2)
+    gpus_found.append(tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"))
+    with pytest.raises(RuntimeError, match=r"found 1: .* = \['/physical_device:GPU:0'\]"):
+        trainer.check_gpus_found(2)
+    trainer.check_gpus_found(1)
+    # run_fn checks first: its inputs, which it could not read, are never read.
+    gpus_found.clear()
+    (tmp_path / "examples.gz").write_bytes(b"not a TFRecord")
+    with pytest.raises(RuntimeError, match=message):
+        trainer.run_fn(tfx.components.FnArgs(
+            custom_config={**small_model_config(), "trainer_gpu_count": 2},
+            transform_output=str(tmp_path / "missing"), train_files=[str(tmp_path / "*.gz")]))
+
+
+def test_a_trainer_given_no_gpus_trains_on_whatever_it_finds(gpus_found):
+    trainer.check_gpus_found(0)  # the local pipeline's default
+    assert MODEL_CONFIG.trainer_gpu_count == 0
 
 
 def test_training_length_follows_the_data_unless_a_step_budget_is_given():
