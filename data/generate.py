@@ -6,6 +6,7 @@ runs, so this module draws stylised cats and dogs instead, in exactly that datas
     ROOT/training_set/cats/cat.1.jpg ... cat.{train}.jpg    (dogs: dog.N.jpg)
     ROOT/test_set/cats/cat.{train+1}.jpg ... cat.{train+test}.jpg
     ROOT/manifest.json                                       (parameters and counts)
+    ROOT/_SUCCESS                                            (complete: a span drop can be)
 
 The classes differ only in shape (cats: pointed ears, slit eyes, whiskers; dogs: long
 floppy ears, round snout and nose). Fur, backgrounds, sizes and poses come from the same
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER
+from data.folders import EVAL_SPLIT_FOLDER, SPAN_COMPLETE_MARKER, TRAIN_SPLIT_FOLDER
 
 SPLITS = (TRAIN_SPLIT_FOLDER, EVAL_SPLIT_FOLDER)
 CLASSES = ("cats", "dogs")
@@ -323,6 +324,8 @@ def generate_dataset(root, train_per_class, test_per_class, seed=0):
             (staging / split / class_name).mkdir(parents=True, exist_ok=True)
             image.save(staging / relative_path(split, class_name, number), "JPEG", quality=quality)
         (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        # Complete: as a span-<N> drop, ingested (data/folders.py).
+        (staging / SPAN_COMPLETE_MARKER).touch()
         if root.exists():
             root.rmdir()  # empty, checked above; os.replace cannot replace a directory
         os.replace(staging, root)

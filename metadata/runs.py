@@ -7,9 +7,9 @@ import dataclasses
 from pathlib import Path
 
 from metadata import evaluation_results
-from metadata.store import (INPUT_EVENTS, Context, MetadataStore, artifacts_by_key,
-                            artifacts_of_type, open_store, pipeline_runs, producer,
-                            property_value, run_of)
+from metadata.store import (INPUT_EVENTS, OUTPUT_EVENTS, Context, Execution, MetadataStore,
+                            artifacts_by_key, artifacts_of_type, open_store, pipeline_runs,
+                            producer, property_value, run_of)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,15 @@ class RunSummary:
     failed_thresholds: list[str]  # TFMA's message for each threshold not met
     pushed_model_dir: str | None  # None when nothing was pushed
     evaluation_uri: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanIngestion:
+    """A span one run ingested (its ExampleGen wrote, or reused from TFX's cache, the
+    span's examples), and whether that run completed."""
+    span: int
+    run_id: str
+    run_completed: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,15 +76,27 @@ def summarize_run(store: MetadataStore, run: Context) -> RunSummary:
     )
 
 
-def newest_span_ingested(metadata_path: str) -> int | None:
-    """The largest span of any Examples artifact (None before the first run)."""
+def span_ingestions(metadata_path: str) -> list[SpanIngestion]:
+    """Every span each run ingested, oldest run first ([] before the first run). A span
+    is trained once a run that ingested it completed: ExampleGen publishes its examples
+    before the Trainer starts, so a run that failed or was killed later still ingested
+    them."""
     try:
         store = open_store(metadata_path)
     except LookupError:
-        return None
-    return max((property_value(artifact, "span") for artifact in
-                artifacts_of_type(store, "Examples") if "span" in artifact.custom_properties),
-               default=None)
+        return []
+    return [SpanIngestion(span=span, run_id=run.name, run_completed=run_completed(store, run))
+            for run in pipeline_runs(store)
+            for span in _spans_used(store, run, event_types=OUTPUT_EVENTS)]
+
+
+def run_completed(store: MetadataStore, run: Context) -> bool:
+    """Whether the run got to its end, blessed or not: its Pusher, the last component,
+    published (it records "not pushed" for a model not blessed), and no component of the
+    run failed or still runs."""
+    return (bool(artifacts_of_type(store, "PushedModel", run))
+            and all(execution.last_known_state in (Execution.COMPLETE, Execution.CACHED)
+                    for execution in store.get_executions_by_context(run.id)))
 
 
 def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
@@ -102,11 +123,13 @@ def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
     )
 
 
-def _spans_used(store: MetadataStore, run: Context) -> list[int]:
+def _spans_used(store: MetadataStore, run: Context, event_types=None) -> list[int]:
     """Spans of the examples the run's components read or wrote (Transform reads the
-    training window, which the run context does not list)."""
+    training window, which the run context does not list); with OUTPUT_EVENTS, wrote:
+    the spans the run ingested."""
     executions = [execution.id for execution in store.get_executions_by_context(run.id)]
-    artifact_ids = {event.artifact_id for event in store.get_events_by_execution_ids(executions)}
+    artifact_ids = {event.artifact_id for event in store.get_events_by_execution_ids(executions)
+                    if event_types is None or event.type in event_types}
     examples_ids = {artifact.id for artifact in artifacts_of_type(store, "Examples")}
     # Transform's outputs are Examples too, without a span.
     return sorted({property_value(artifact, "span")

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
+    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 from data.folders import EVAL_SPLIT_FOLDER, GLOB_CHARACTERS, TRAIN_SPLIT_FOLDER
 from models.model_config import GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig
 from pipeline import flink
@@ -64,6 +65,9 @@ class PipelineConfig:
     # Ingestion reads each file whole into memory and into its tf.Example: a larger file
     # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    # A split sharing a larger fraction of its images, byte for byte, with another split
+    # fails the run (evaluating on training images blesses training accuracy).
+    max_split_overlap_fraction: float = DEFAULT_MAX_SPLIT_OVERLAP_FRACTION
 
     # Transform. On real photos more pixels pay with a long enough schedule: 128 px reaches
     # 0.85-0.87 where 96 px stops at ~0.84 (benchmarks/RESULTS.md, section 6).
@@ -211,6 +215,8 @@ class PipelineConfig:
         _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
         _check(0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction",
                "a number in [0, 1]", self.max_rejected_fraction)
+        _check(0.0 <= self.max_split_overlap_fraction <= 1.0, "max_split_overlap_fraction",
+               "a number in [0, 1]", self.max_split_overlap_fraction)
         _check(0.0 <= self.min_accuracy <= 1.0, "min_accuracy", "a number in [0, 1]",
                self.min_accuracy)
         _check(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop",

@@ -142,6 +142,7 @@ def create_pipeline(
         max_image_pixels=config.max_image_pixels,
         max_rejected_fraction=config.max_rejected_fraction,
         max_file_bytes=config.max_file_bytes,
+        max_split_overlap_fraction=config.max_split_overlap_fraction,
         input_config=default_input_config(in_spans=config.spans),
     )
     statistics_gen = tfx.components.StatisticsGen(

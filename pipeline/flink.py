@@ -26,6 +26,11 @@ What runs, and where it comes from (fetched once by `install()`, `make flink-run
 
 The ports are Beam's conventional ones, fixed so that a run's Beam args (which TFX keys
 its cache by) are the same every run: one such cluster per machine at a time.
+
+The cluster is a service that the run stops, not a part of the run that ends by itself:
+its processes do not hold the run's lock (pipeline/run_lock.py), so that a runner killed
+before it could stop them (SIGKILL, a cron timeout) leaves the lock to the next run,
+which then finds the cluster's ports taken and names the processes that hold them.
 """
 from __future__ import annotations
 
@@ -42,7 +47,9 @@ import sysconfig
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+import psutil
 
 # Read without importing Beam: PipelineConfig imports this module's ports.
 BEAM_VERSION = importlib.metadata.version("apache-beam")
@@ -61,6 +68,9 @@ BOOT = FLINK_DIR / f"beam-boot-{BEAM_VERSION}"
 JOB_SERVER_PORT = 8099
 ARTIFACT_PORT = 8098
 WORKER_POOL_PORT = 50000
+# In the environment of the cluster's processes: the process id of the run that started
+# them, by which a later run tells a cluster left by a killed run from a running one's.
+STARTED_BY_ENV = "LOCAL_FLINK_CLUSTER_STARTED_BY"
 JOB_SERVER_MAIN = "org.apache.beam.runners.flink.FlinkJobServerDriver"
 # The flags Flink's own launch scripts give a Java 17 JVM (env.java.opts.all of Flink
 # 1.19's default configuration): Flink serializes JDK classes by reflection.
@@ -149,12 +159,7 @@ def local_flink_cluster() -> Iterator[None]:
     (WORKER_POOL_PORT), both stopped on the way out, failures included. Their logs:
     outputs/flink/logs/."""
     install()
-    for port in (JOB_SERVER_PORT, ARTIFACT_PORT, WORKER_POOL_PORT):
-        if port_in_use(port):
-            raise RuntimeError(
-                f"Port {port} on localhost is taken, by another local Flink cluster (a "
-                "second BEAM_RUNNER=flink run on this machine?) or another program: the "
-                "local Flink runner needs it.")
+    check_ports_free((JOB_SERVER_PORT, ARTIFACT_PORT, WORKER_POOL_PORT))
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     # The cluster's files: the jobs' staged files, the workers' folders; its processes'
     # working directory, not the checkout.
@@ -198,13 +203,50 @@ def _worker_environment(workers_dir: str) -> dict[str, str]:
 
 
 def _start(name: str, command: list[str], cwd: str, env) -> subprocess.Popen:
+    """One of the cluster's processes, its output to its log. Its standard input is
+    /dev/null, not the run's lock that this process's children inherit (see the module's
+    docstring); Popen closes every other descriptor."""
     with open(LOG_DIR / f"{name}.log", "w") as log:
-        return subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, cwd=cwd, env={**env, STARTED_BY_ENV: str(os.getpid())},
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                close_fds=True)
 
 
 def port_in_use(port: int) -> bool:
     with socket.socket() as probe:
         return probe.connect_ex(("localhost", port)) == 0
+
+
+def check_ports_free(ports: Iterable[int]) -> None:
+    """Raises RuntimeError naming each port taken on localhost, and the process that
+    holds it: a cluster left by a killed run, a running run's, or another program."""
+    taken = [port for port in ports if port_in_use(port)]
+    if taken:
+        raise RuntimeError("The local Flink cluster needs ports that are taken. " + " ".join(
+            f"Port {port} on localhost is taken, {_holder_of(port)}." for port in taken))
+
+
+def _holder_of(port: int) -> str:
+    """"by process 123 (...)" and whose it is, as far as this user can see."""
+    listeners = sorted(connection.pid for connection in psutil.net_connections("tcp")
+                       if connection.status == psutil.CONN_LISTEN
+                       and connection.laddr.port == port and connection.pid)
+    if not listeners:
+        return "by a process this user cannot see (another user's)"
+    process = psutil.Process(listeners[0])
+    try:
+        name, command = process.name(), " ".join(process.cmdline())
+        started_by = process.environ().get(STARTED_BY_ENV)
+    except psutil.Error:  # it ended meanwhile, or it is another user's
+        return f"by process {process.pid}"
+    holder = f"by process {process.pid} ({name})"
+    if started_by is None:
+        return f"by process {process.pid} ({command[:200]}), not a local Flink cluster's"
+    if psutil.pid_exists(int(started_by)):
+        return (f"{holder}, of the local Flink cluster of run process {started_by}, which "
+                "still runs: one BEAM_RUNNER=flink run per machine at a time")
+    return (f"{holder}, of a local Flink cluster left by run process {started_by}, which has "
+            f"ended without stopping it (killed?): stop it with `kill {process.pid}`")
 
 
 def _wait_until_listening(process: subprocess.Popen, name: str, port: int) -> None:

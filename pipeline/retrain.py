@@ -2,43 +2,68 @@
 
 Holds the pipeline root's lock (pipeline/run_lock.py) until the cycle ends, children
 included, so that two runs never share the pipeline root and its MLMD store; returns at
-once when no span newer than the last one ingested has arrived, and otherwise runs the
+once when no complete span newer than the last one a completed run trained has arrived
+(a span that a failed or killed run ingested is trained again), and otherwise runs the
 pipeline once with the TFX CLI (`tfx run create`, registering it first if its code or
 settings changed), then prints the summary and writes the report (`cats-dogs-report`), as
 `make pipeline` does.
 """
-import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
-from data.folders import SPAN_FOLDER_PATTERN
-from metadata.runs import latest_run_summary, newest_span_ingested
+from data.folders import SPAN_COMPLETE_MARKER, span_number
+from metadata.runs import latest_run_summary, span_ingestions
 from pipeline import registration, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.summary import summary_lines
 
-SPAN_FOLDER = re.compile(SPAN_FOLDER_PATTERN.replace("{SPAN}", r"(\d+)"))
 REPORT_CLI = str(Path(sys.executable).with_name("cats-dogs-report"))
 
 
-def newest_span_on_disk(data_root: str) -> Optional[int]:
-    spans = [int(match.group(1)) for path in Path(data_root).iterdir()
-             if path.is_dir() and (match := SPAN_FOLDER.fullmatch(path.name))]
-    return max(spans, default=None)
+def span_folders(data_root: str) -> dict[int, bool]:
+    """The `span-<N>` folders: N -> whether the drop is complete (holds its marker)."""
+    return {number: (path / SPAN_COMPLETE_MARKER).exists() for path in Path(data_root).iterdir()
+            if path.is_dir() and (number := span_number(path.name)) is not None}
+
+
+def span_to_train(config: PipelineConfig, spans: dict[int, bool]) -> int | None:
+    """The span this cycle trains, as ImageExampleGen's driver resolves it (the newest
+    complete one), unless a run that ingested it completed; None when there is none.
+    Prints which spans wait, and why."""
+    newest_complete = max((number for number, complete in spans.items() if complete),
+                          default=None)
+    for number in sorted(number for number, complete in spans.items() if not complete
+                         and (newest_complete is None or number > newest_complete)):
+        marker = Path(config.data_root, f"span-{number}", SPAN_COMPLETE_MARKER)
+        print(f"Waiting for span-{number}: no {marker} yet (a drop's writer leaves it last, "
+              "once every file is in).")
+    if newest_complete is None:
+        print("No complete span yet. Nothing to do.")
+        return None
+    ingestions = span_ingestions(config.metadata_path)
+    trained = max((ingestion for ingestion in ingestions if ingestion.run_completed),
+                  key=lambda ingestion: ingestion.span, default=None)
+    if trained is not None and newest_complete <= trained.span:
+        print(f"No new span: span-{newest_complete} was trained by run {trained.run_id}, "
+              "which completed. Nothing to do.")
+        return None
+    for ingestion in ingestions:
+        if ingestion.span == newest_complete and not ingestion.run_completed:
+            print(f"span-{newest_complete} was ingested by run {ingestion.run_id}, which did "
+                  "not complete (it failed or was stopped): training it again.")
+    print(f"New span: span-{newest_complete} (last trained: "
+          f"{'none' if trained is None else f'span-{trained.span}'}). Running the pipeline.")
+    return newest_complete
 
 
 def run_cycle(config: PipelineConfig) -> int:
-    newest = newest_span_on_disk(config.data_root)
-    if newest is None:
+    spans = span_folders(config.data_root)
+    if not spans:
         print(f"No span-<N> folder in {config.data_root}: nothing to train on.", file=sys.stderr)
         return 1
-    ingested = newest_span_ingested(config.metadata_path)
-    if ingested is not None and newest <= ingested:
-        print(f"No new span: span-{newest} was already ingested. Nothing to do.")
+    if span_to_train(config, spans) is None:
         return 0
-    print(f"New span: span-{newest} (last ingested: {ingested}). Running the pipeline.")
     registration.register(config)
     result = subprocess.run([registration.TFX_CLI, "run", "create", "--engine=local",
                              f"--pipeline_name={config.pipeline_name}"])

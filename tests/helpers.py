@@ -1,4 +1,5 @@
-"""Test helpers: images made in memory, and the project's Transform run on them."""
+"""Test helpers: images made in memory, the project's Transform run on them, and
+pipeline runs recorded in MLMD by hand."""
 import io
 import os
 import subprocess
@@ -6,6 +7,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 from PIL import Image
 
 from metadata.store import (PIPELINE_RUN_CONTEXT, artifacts_by_key, component_of,
@@ -72,6 +75,54 @@ def component_outputs(config, run_id: str, component: str) -> dict:
     [execution] = [execution for execution in store.get_executions_by_context(run.id)
                    if component_of(store, execution, config.pipeline_name) == component]
     return artifacts_by_key(store, execution)
+
+
+class RecordedRun:
+    """One pipeline run, recorded in MLMD as TFX records it: a context per run and per
+    component, and each component's execution linked to its artifacts by keyed events."""
+
+    def __init__(self, metadata_path: str, pipeline_name: str, run_id: str):
+        connection = metadata_store_pb2.ConnectionConfig()
+        connection.sqlite.filename_uri = metadata_path
+        self.store = metadata_store.MetadataStore(connection)
+        self.pipeline_name = pipeline_name
+        self.run = self._context("pipeline_run", run_id)
+
+    def artifact(self, type_name: str, uri: str, **custom_properties):
+        artifact = metadata_store_pb2.Artifact(
+            type_id=self.store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name)),
+            uri=uri, state=metadata_store_pb2.Artifact.LIVE)
+        for name, value in custom_properties.items():
+            field = "int_value" if isinstance(value, int) else "string_value"
+            setattr(artifact.custom_properties[name], field, value)
+        [artifact.id] = self.store.put_artifacts([artifact])
+        return artifact
+
+    def execution(self, component: str, inputs=None, outputs=None,
+                  state=metadata_store_pb2.Execution.COMPLETE):
+        execution = metadata_store_pb2.Execution(
+            type_id=self.store.put_execution_type(
+                metadata_store_pb2.ExecutionType(name=component)), last_known_state=state)
+        events = []
+        for event_type, artifacts in [(metadata_store_pb2.Event.INPUT, inputs or {}),
+                                      (metadata_store_pb2.Event.OUTPUT, outputs or {})]:
+            for key, artifact in artifacts.items():
+                event = metadata_store_pb2.Event(type=event_type)
+                event.path.steps.add().key = key
+                events.append((artifact, event))
+        self.store.put_execution(
+            execution, events,
+            [self.run, self._context("node", f"{self.pipeline_name}.{component}")])
+
+    def _context(self, type_name: str, name: str):
+        """The context of that name, made the first time (a component's, once per store)."""
+        if existing := self.store.get_context_by_type_and_name(type_name, name):
+            return existing
+        context = metadata_store_pb2.Context(
+            type_id=self.store.put_context_type(metadata_store_pb2.ContextType(name=type_name)),
+            name=name)
+        [context.id] = self.store.put_contexts([context])
+        return context
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

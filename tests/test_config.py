@@ -30,6 +30,7 @@ def test_uri_roots_are_kept_as_uris():
     ("image_size_px", 0, "a positive integer"),
     ("image_size_px", 64.5, "a positive integer"),
     ("min_accuracy", 1.5, "a number in [0, 1]"),
+    ("max_split_overlap_fraction", -0.1, "a number in [0, 1]"),
     ("bn_momentum", 1.0, "a number in (0, 1)"),
     ("class_names", ("dogs", "cats"), "sorted order"),
     ("warmup_steps", -1, "an integer >= 0"),

@@ -32,7 +32,8 @@ def test_layout_and_names_are_kaggles(dataset):
         + [f"test_set/dogs/dog.{n}.jpg" for n in range(TRAIN + 1, TRAIN + TEST + 1)]
     )
     assert _files(root) == expected
-    assert sorted(p.name for p in root.iterdir()) == ["manifest.json", "test_set", "training_set"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        "_SUCCESS", "manifest.json", "test_set", "training_set"]
     counts = {"training_set": {"cats": TRAIN, "dogs": TRAIN}, "test_set": {"cats": TEST, "dogs": TEST}}
     assert summary["counts"] == counts and summary["created"] is True
     manifest = json.loads((root / "manifest.json").read_text())

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -13,15 +14,16 @@ from PIL import Image
 from tfx import v1 as tfx
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import io_utils, proto_utils
 
 from components.image_example_gen import executor
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.image_example import orientation, size_bucket
 from components.image_example_gen.layout import default_input_config, scan_layout
-from components.image_example_gen.report import REPORT_FILE_NAME, check_rejected_fraction
+from components.image_example_gen.report import (
+    REPORT_FILE_NAME, check_rejected_fraction, check_split_overlap)
 from components.image_example_gen.settings import custom_config_to_dict
-from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER
+from data.folders import EVAL_SPLIT_FOLDER, SPAN_COMPLETE_MARKER, TRAIN_SPLIT_FOLDER
 from models.features import (
     FILE_NAME_KEY,
     HEIGHT_KEY,
@@ -66,8 +68,12 @@ GOOD = {
 CORRUPT = "training_set/cats/cat.666.jpg"  # random bytes
 EMPTY = "training_set/dogs/dog.0.jpg"  # zero bytes
 CORRUPT_EVAL = "test_set/dogs/dog.999.jpg"  # random bytes
+# A name that is not UTF-8 (byte 0xE9, as Latin-1 writes "é"; as Python lists it, a
+# surrogate): an image, rejected for its name.
+NOT_UTF8 = "training_set/dogs/dog.\udce9.jpg"
 # A hidden file in a class folder, and a folder that is not a configured class.
-IGNORED = ["training_set/cats/.DS_Store", "training_set/birds/bird.1.jpg"]
+IGNORED = ["training_set/cats/.DS_Store", "training_set/birds/bird.1.jpg",
+           "training_set/birds/bird.\udce9.jpg"]
 
 
 def make_dataset(root) -> str:
@@ -79,6 +85,7 @@ def make_dataset(root) -> str:
     _write(os.path.join(root, CORRUPT), rng.integers(0, 255, 300, dtype=np.uint8).tobytes())
     _write(os.path.join(root, CORRUPT_EVAL), rng.integers(0, 255, 200, dtype=np.uint8).tobytes())
     _write(os.path.join(root, EMPTY), b"")
+    _write(os.path.join(root, NOT_UTF8), _image_bytes(8, 8, seed=99))
     for rel in IGNORED:
         _write(os.path.join(root, rel), b"not an image")
     return root
@@ -105,7 +112,7 @@ def test_scan_layout_counts_files_per_class(tmp_path):
     root = make_dataset(tmp_path)
     # Hidden files and the unlisted "birds" folder are not counted.
     counts = scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"])
-    assert counts == {"train": {"cats": 4, "dogs": 4}, "eval": {"cats": 2, "dogs": 3}}
+    assert counts == {"train": {"cats": 4, "dogs": 5}, "eval": {"cats": 2, "dogs": 3}}
 
 
 @pytest.mark.parametrize(
@@ -197,6 +204,64 @@ def test_a_failed_ingestion_leaves_no_scratch_files(tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "out" / ".ingestion_tmp")
 
 
+@pytest.mark.parametrize("link, target", [
+    ("test_set", "training_set"),  # the eval split is the training split
+    ("test_set/cats", "../training_set/cats"),  # one class of it
+    ("training_set/dogs", "cats"),  # one class labelled as the other too
+])
+def test_split_or_class_folders_that_are_one_folder_are_refused(tmp_path, link, target):
+    root = make_minimal(tmp_path / "data", VALID)
+    shutil.rmtree(os.path.join(root, link))
+    os.symlink(target, os.path.join(root, link))
+    with pytest.raises(ValueError, match=rf"{re.escape(os.path.join(root, link))} and .* are "
+                                         "one folder"):
+        scan_layout(root, SPLIT_FOLDERS, ["cats", "dogs"])
+
+
+def test_an_image_in_two_splits_fails_the_run_and_is_listed_in_the_report(tmp_path):
+    root = make_dataset(tmp_path / "data")
+    # Byte for byte a training image, under another name: a leak no name or link shows.
+    with open(os.path.join(root, "training_set/cats/cat.1.jpg"), "rb") as f:
+        _write(os.path.join(root, "test_set/cats/cat.102.jpg"), f.read())
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path / "out")
+    exec_properties = dict(ImageExampleGen(input_base=root, class_names=["cats", "dogs"],
+                                           max_rejected_fraction=0.5).exec_properties)
+    with pytest.raises(ValueError, match=r"eval 1 of its 5 \(20.0%\), above "
+                                         r"max_split_overlap_fraction=0.0"):
+        executor.Executor().Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]},
+                               exec_properties)
+    with open(tmp_path / "out" / REPORT_FILE_NAME) as f:
+        report = json.load(f)
+    assert report["splits"]["eval"]["overlapping_files"] == [
+        {"file": "cats/cat.102.jpg", "class": "cats",
+         "same_as": [{"split": "train", "file": "cats/cat.1.jpg"}]}]
+    assert report["splits"]["train"]["overlapping_files"] == [
+        {"file": "cats/cat.1.jpg", "class": "cats",
+         "same_as": [{"split": "eval", "file": "cats/cat.102.jpg"}]}]
+    check_split_overlap(report, max_split_overlap_fraction=0.2)  # within a tolerance
+
+
+def test_the_driver_takes_the_newest_complete_span_whatever_its_file_names(tmp_path):
+    root = tmp_path / "data"
+    for span in (1, 2, 3):  # span-3 is still being copied: no marker yet
+        make_minimal(root / f"span-{span}", VALID)
+    for span in (1, 2):
+        (root / f"span-{span}" / SPAN_COMPLETE_MARKER).touch()
+    _write(os.path.join(root, "span-2/training_set/cats/cat.\udce9.jpg"), b"x")
+    splits = default_input_config(in_spans=True).splits
+    processor = ImageExampleGen.DRIVER_CLASS(None).get_input_processor(
+        splits=splits, input_base_uri=str(root))
+    assert processor.resolve_span_and_version() == (2, None)
+    # TFX's fingerprint of the files, as TFX computes it where its glob can.
+    train, eval_ = processor.get_input_fingerprint(2, None).split("\n")
+    assert train.startswith("split:train,num_files:3,")
+    assert eval_ == io_utils.generate_fingerprint("eval", str(root / "span-2/test_set/*/*"))
+    with pytest.raises(ValueError, match="No complete span folder"):
+        ImageExampleGen.DRIVER_CLASS(None).get_input_processor(
+            splits=splits, input_base_uri=str(root / "span-3")).resolve_span_and_version()
+
+
 def test_component_config(tmp_path):
     component = ImageExampleGen(input_base=str(tmp_path), class_names=["cats", "dogs"])
     props = component.exec_properties
@@ -207,7 +272,8 @@ def test_component_config(tmp_path):
     custom = props[standard_component_specs.CUSTOM_CONFIG_KEY]
     assert custom_config_to_dict(custom) == {
         "class_names": ["cats", "dogs"], "max_image_pixels": 50_000_000,
-        "max_rejected_fraction": 0.05, "max_file_bytes": 64 * 2 ** 20}
+        "max_rejected_fraction": 0.05, "max_file_bytes": 64 * 2 ** 20,
+        "max_split_overlap_fraction": 0.0}
     default = ImageExampleGen(input_base=str(tmp_path)).exec_properties
     assert custom_config_to_dict(default[standard_component_specs.CUSTOM_CONFIG_KEY])[
         "class_names"] == []
@@ -264,7 +330,7 @@ def _feature(example, key):
 def test_records_per_split_are_files_minus_rejected(ingested):
     root, uri = ingested
     train, eval_ = _read_split(uri, "train"), _read_split(uri, "eval")
-    assert len(train) == (4 + 4) - 2
+    assert len(train) == (4 + 5) - 3
     assert len(eval_) == (2 + 3) - 1
     names = {s: sorted(_feature(e, FILE_NAME_KEY).decode() for e in ex) for s, ex in
              {"training_set": train, "test_set": eval_}.items()}
@@ -305,12 +371,15 @@ def test_report_lists_rejects_and_reconciles(ingested):
     assert train["split_folder"] == "training_set"
     assert train["classes"] == {
         "cats": {"seen": 5, "written": 3, "rejected": 1, "ignored": 1},
-        "dogs": {"seen": 4, "written": 3, "rejected": 1, "ignored": 0},
+        "dogs": {"seen": 5, "written": 3, "rejected": 2, "ignored": 0},
     }
+    # Names that are not UTF-8 by the repr of their bytes, wherever they are.
     assert {r["file"]: r["reason"] for r in train["ignored_files"]} == {
-        "cats/.DS_Store": "hidden or system file", "birds/bird.1.jpg": "not in a class folder"}
+        "cats/.DS_Store": "hidden or system file", "birds/bird.1.jpg": "not in a class folder",
+        "b'birds/bird.\\xe9.jpg'": "not in a class folder"}
     rejected = {r["file"]: r for r in train["rejected_files"]}
-    assert set(rejected) == {"cats/cat.666.jpg", "dogs/dog.0.jpg"}
+    assert set(rejected) == {"cats/cat.666.jpg", "dogs/dog.0.jpg", "b'dogs/dog.\\xe9.jpg'"}
+    assert rejected["b'dogs/dog.\\xe9.jpg'"]["reason"] == "file name is not valid UTF-8"
     assert rejected["cats/cat.666.jpg"]["class"] == "cats"
     assert rejected["cats/cat.666.jpg"]["reason"] == "not a JPEG, PNG, GIF or BMP image"
     assert rejected["dogs/dog.0.jpg"]["class"] == "dogs"
@@ -328,6 +397,7 @@ def test_report_lists_rejects_and_reconciles(ingested):
         assert split_report["rejected"] == len(split_report["rejected_files"])
         assert split_report["ignored"] == len(split_report["ignored_files"])
         assert split_report["written"] == len(_read_split(uri, split))
+        assert (split_report["overlapping"], split_report["overlapping_files"]) == (0, [])
 
 
 def test_too_many_rejections_fail_naming_the_worst_offenders():

@@ -81,7 +81,7 @@ def test_a_named_pipe_is_ignored_without_being_opened(tmp_path):
     assert ignore_reason(str(tmp_path / "cats")) == "not a regular file: a folder"
     outcomes = []
     do_fn = ImageToExampleDoFn(["cats", "dogs"], str(tmp_path), MAX_PIXELS, MAX_FILE_BYTES)
-    worker = threading.Thread(target=lambda: outcomes.extend(do_fn.process(str(fifo))))
+    worker = threading.Thread(target=lambda: outcomes.extend(do_fn.process(os.fsencode(fifo))))
     worker.start()
     worker.join(timeout=30)
     if worker.is_alive():  # stuck opening the pipe: give it a writer so that it ends

@@ -8,19 +8,18 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_model_analysis.proto import metrics_for_slice_pb2, validation_result_pb2
 from tensorflow_model_analysis.slicer import slicer_lib
 from tensorflow_model_analysis.writers import eval_config_writer
 
 from metadata import evaluation_results
-from metadata.runs import latest_run_summary, newest_span_ingested, run_evaluation
+from metadata.runs import SpanIngestion, latest_run_summary, run_evaluation, span_ingestions
 from metadata.store import component_states, newest_component_outputs, open_store
 from pipeline import history
 from pipeline.config import PipelineConfig
 from pipeline.summary import summary_lines
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, RecordedRun
 
 PIPELINE = "test-pipeline"
 RUN_ID = "2026-11-27T10:00:00.000001"
@@ -122,55 +121,12 @@ def test_metrics_and_plots_by_slice_are_what_tfmas_loader_gives(tmp_path, with_b
         "confusionMatrixAtThresholds"]["matrices"][0]["precision"] == "NaN"
 
 
-class RecordedRun:
-    """One pipeline run, recorded in MLMD as TFX records it: a context per run and per
-    component, and each component's execution linked to its artifacts by keyed events."""
-
-    def __init__(self, metadata_path: str):
-        connection = metadata_store_pb2.ConnectionConfig()
-        connection.sqlite.filename_uri = metadata_path
-        self.store = metadata_store.MetadataStore(connection)
-        self.run = self._context("pipeline_run", RUN_ID)
-
-    def artifact(self, type_name: str, uri: str, **custom_properties):
-        artifact = metadata_store_pb2.Artifact(
-            type_id=self.store.put_artifact_type(metadata_store_pb2.ArtifactType(name=type_name)),
-            uri=uri, state=metadata_store_pb2.Artifact.LIVE)
-        for name, value in custom_properties.items():
-            field = "int_value" if isinstance(value, int) else "string_value"
-            setattr(artifact.custom_properties[name], field, value)
-        [artifact.id] = self.store.put_artifacts([artifact])
-        return artifact
-
-    def execution(self, component: str, inputs=None, outputs=None,
-                  state=metadata_store_pb2.Execution.COMPLETE):
-        execution = metadata_store_pb2.Execution(
-            type_id=self.store.put_execution_type(
-                metadata_store_pb2.ExecutionType(name=component)), last_known_state=state)
-        events = []
-        for event_type, artifacts in [(metadata_store_pb2.Event.INPUT, inputs or {}),
-                                      (metadata_store_pb2.Event.OUTPUT, outputs or {})]:
-            for key, artifact in artifacts.items():
-                event = metadata_store_pb2.Event(type=event_type)
-                event.path.steps.add().key = key
-                events.append((artifact, event))
-        self.store.put_execution(execution, events,
-                                 [self.run, self._context("node", f"{PIPELINE}.{component}")])
-
-    def _context(self, type_name: str, name: str):
-        context = metadata_store_pb2.Context(
-            type_id=self.store.put_context_type(metadata_store_pb2.ContextType(name=type_name)),
-            name=name)
-        [context.id] = self.store.put_contexts([context])
-        return context
-
-
 @pytest.fixture
 def config(tmp_path):
     """A pipeline whose MLMD store holds one complete run."""
     config = PipelineConfig(pipeline_name=PIPELINE, output_dir=str(tmp_path))
     Path(config.metadata_path).parent.mkdir(parents=True)
-    run = RecordedRun(config.metadata_path)
+    run = RecordedRun(config.metadata_path, PIPELINE, RUN_ID)
     write_evaluation(tmp_path / "Evaluator" / "evaluation", with_baseline=False)
     examples = run.artifact("Examples", "/root/ImageExampleGen/examples/1", span=2)
     run.execution("ImageExampleGen", outputs={"examples": examples})
@@ -205,7 +161,27 @@ def test_a_run_is_summarized_from_its_artifacts(config, tmp_path):
     assert summary.failed_thresholds == ["binary_accuracy: Lower bound check failed."]
     assert summary.pushed_model_dir == "/serving/17"
     assert summary.evaluation_uri == str(tmp_path / "Evaluator" / "evaluation")
-    assert newest_span_ingested(config.metadata_path) == 2
+    assert span_ingestions(config.metadata_path) == [SpanIngestion(2, RUN_ID, run_completed=True)]
+
+
+def test_a_span_ingested_by_a_run_that_did_not_complete_is_not_trained(config):
+    """ExampleGen publishes its examples before the Trainer starts: a run that failed
+    after ingestion, or was killed (its execution still RUNNING), ingested its span and
+    trained nothing."""
+    failed = RecordedRun(config.metadata_path, PIPELINE, "2026-11-28T10:00:00.000001")
+    examples = failed.artifact("Examples", "/root/ImageExampleGen/examples/6", span=3)
+    failed.execution("ImageExampleGen", outputs={"examples": examples})
+    failed.execution("Transform", inputs={"examples": examples},
+                     state=metadata_store_pb2.Execution.FAILED)
+    killed = RecordedRun(config.metadata_path, PIPELINE, "2026-11-29T10:00:00.000001")
+    killed.execution("ImageExampleGen", outputs={"examples": examples},
+                     state=metadata_store_pb2.Execution.CACHED)
+    killed.execution("Trainer", inputs={"examples": examples},
+                     state=metadata_store_pb2.Execution.RUNNING)
+    assert span_ingestions(config.metadata_path) == [
+        SpanIngestion(2, RUN_ID, run_completed=True),
+        SpanIngestion(3, "2026-11-28T10:00:00.000001", run_completed=False),
+        SpanIngestion(3, "2026-11-29T10:00:00.000001", run_completed=False)]
 
 
 def test_a_runs_evaluation_is_found_by_run_id_or_by_its_path(config, tmp_path):
@@ -241,7 +217,7 @@ def test_history_is_one_row_per_run(config):
 def test_no_store_yet_is_a_lookup_error_and_creates_nothing(tmp_path):
     with pytest.raises(LookupError, match="No pipeline run recorded"):
         latest_run_summary(str(tmp_path / "metadata.sqlite"))
-    assert newest_span_ingested(str(tmp_path / "metadata.sqlite")) is None
+    assert span_ingestions(str(tmp_path / "metadata.sqlite")) == []
     assert not list(tmp_path.iterdir())
 
 

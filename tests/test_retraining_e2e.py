@@ -75,7 +75,8 @@ def test_three_scheduled_cycles_bless_only_what_is_not_worse(environment):
 
     started = time.monotonic()
     idle = run_make("retrain", environment)
-    assert "No new span: span-1 was already ingested. Nothing to do." in idle.stdout
+    assert (f"No new span: span-1 was trained by run {cycle1.run_id}, which completed. "
+            "Nothing to do.") in idle.stdout
     assert time.monotonic() - started < 60  # no pipeline run: nothing expensive
     assert latest_run_summary(config.metadata_path).run_id == cycle1.run_id
 

@@ -13,6 +13,8 @@ One job per module, in the order a file meets them:
 - `beam_transform.py`: the Beam transform: file paths -> serialized tf.Examples, plus one
   outcome line per file for the report.
 - `report.py`: the ingestion report, `ingestion_report.json`.
+- `driver.py`: the TFX driver: which span to ingest (the newest complete one), and the
+  input's fingerprint (TFX's cache key).
 - `executor.py`: the TFX executor: checks the layout, runs the transform, writes the
   TFRecords and the report.
 - `component.py`: the TFX component, `ImageExampleGen`.

@@ -15,7 +15,9 @@ from absl import logging
 
 from components.image_example_gen.image_example import image_example
 from components.image_example_gen.image_file import RejectedFile, describe_error, read_image
-from components.image_example_gen.layout import class_and_file_name, ignore_reason
+from components.image_example_gen.layout import (
+    class_and_file_name, display_name, ignore_reason, is_utf8, list_split_files,
+    split_folder_from_pattern)
 from components.image_example_gen.report import IGNORED, REJECTED, WRITTEN, outcome_line
 
 # The DoFn's side output: the outcome lines.
@@ -46,7 +48,8 @@ class IngestionRun:
 class ImageToExampleDoFn(beam.DoFn):
     """One file path -> a serialized tf.Example (main output) and an outcome line (side
     output). Serialized here, in the worker that built it, so that writing needs no
-    other step."""
+    other step. Paths travel as bytes (`os.fsencode`): a name that is not UTF-8 holds
+    surrogates as a str, which Beam's str coder cannot encode."""
 
     def __init__(self, class_names: Sequence[str], data_root: str, max_image_pixels: int,
                  max_file_bytes: int):
@@ -55,12 +58,17 @@ class ImageToExampleDoFn(beam.DoFn):
         self._max_image_pixels = max_image_pixels
         self._max_file_bytes = max_file_bytes
 
-    def process(self, path: str):
+    def process(self, encoded_path: bytes):
+        path = os.fsdecode(encoded_path)
         class_name, file_name = class_and_file_name(path)
+        content_sha256 = None
         if class_name not in self._class_index:
             outcome, reason = IGNORED, "not in a class folder"
         elif reason := ignore_reason(path):
             outcome = IGNORED
+        elif not is_utf8(file_name):
+            # The example and the report store the name as text.
+            outcome, reason = REJECTED, "file name is not valid UTF-8"
         else:
             try:
                 image = read_image(path, self._data_root, self._max_image_pixels,
@@ -68,11 +76,12 @@ class ImageToExampleDoFn(beam.DoFn):
             except (RejectedFile, OSError, tf.errors.OpError) as error:
                 outcome, reason = REJECTED, describe_error(error)
             else:
-                outcome = WRITTEN
+                outcome, content_sha256 = WRITTEN, image.content_sha256
                 yield image_example(image, self._class_index[class_name], class_name,
                                     file_name).SerializeToString()
-        yield beam.pvalue.TaggedOutput(OUTCOMES_TAG,
-                                       outcome_line(file_name, class_name, outcome, reason))
+        yield beam.pvalue.TaggedOutput(OUTCOMES_TAG, outcome_line(
+            display_name(file_name), display_name(class_name), outcome, reason,
+            content_sha256))
 
 
 @beam.ptransform_fn
@@ -84,11 +93,11 @@ def ImageToExample(  # pylint: disable=invalid-name
     """Reads `<input_base>/<split folder>/<class>/<file>` into serialized tf.Examples; the
     outcome lines go to the split's prefix in the executor's IngestionRun."""
     run = IngestionRun.from_json(exec_properties[INGESTION_RUN_KEY])
-    paths = sorted(tf.io.gfile.glob(os.path.join(run.input_base, split_pattern)))
+    paths = list_split_files(run.input_base, split_folder_from_pattern(split_pattern))
     logging.info("ImageExampleGen: %d files match %s", len(paths), split_pattern)
     results = (
         pipeline
-        | "ListFiles" >> beam.Create(paths)
+        | "ListFiles" >> beam.Create([os.fsencode(path) for path in paths])
         | "Reshuffle" >> beam.Reshuffle()
         | "DecodeToExample"
         >> beam.ParDo(ImageToExampleDoFn(run.class_names, run.input_base,

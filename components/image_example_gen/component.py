@@ -18,7 +18,9 @@ from tfx.orchestration import data_types
 from tfx.proto import example_gen_pb2
 
 from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
+    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
+from components.image_example_gen.driver import Driver
 from components.image_example_gen.executor import Executor
 from components.image_example_gen.layout import default_input_config, split_folder_from_pattern
 from components.image_example_gen.settings import check_class_names, make_custom_config
@@ -28,6 +30,7 @@ class ImageExampleGen(FileBasedExampleGen):
     """ExampleGen for `<input_base>/{training_set,test_set}/<class>/<file>` image folders."""
 
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+    DRIVER_CLASS = Driver
 
     def __init__(
         self,
@@ -36,6 +39,7 @@ class ImageExampleGen(FileBasedExampleGen):
         max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
         max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+        max_split_overlap_fraction: float = DEFAULT_MAX_SPLIT_OVERLAP_FRACTION,
         input_config: Optional[Union[example_gen_pb2.Input, data_types.RuntimeParameter]] = None,
         output_config: Optional[Union[example_gen_pb2.Output, data_types.RuntimeParameter]] = None,
     ):
@@ -47,8 +51,11 @@ class ImageExampleGen(FileBasedExampleGen):
           max_image_pixels: files whose header claims more pixels are rejected undecoded.
           max_rejected_fraction: the run fails when a split rejects a larger fraction.
           max_file_bytes: larger files are rejected, never read whole.
+          max_split_overlap_fraction: the run fails when a larger fraction of a split's
+            written images are, byte for byte, images written to another split.
           input_config: splits as `<split folder>/*/*` patterns; default
-            train=`training_set/*/*`, eval=`test_set/*/*`.
+            train=`training_set/*/*`, eval=`test_set/*/*`. A `span-{SPAN}/` folder
+            first: the newest complete span (driver.py).
           output_config: optional; by default the output splits are the input splits.
         """
         input_config = input_config or default_input_config()
@@ -61,5 +68,5 @@ class ImageExampleGen(FileBasedExampleGen):
             output_config=output_config,
             custom_config=make_custom_config(
                 check_class_names(class_names), max_image_pixels, max_rejected_fraction,
-                max_file_bytes),
+                max_file_bytes, max_split_overlap_fraction),
         )

@@ -1,6 +1,6 @@
 """ImageExampleGen's executor: checks the layout, runs the Beam transform, writes the
 examples as gzipped TFRecords and the ingestion report next to them, then fails the run
-if a split rejected too many files.
+if a split rejected too many files, or shares too many images with another split.
 
 Layout errors fail it with a ValueError naming the offending path, before any Beam work
 (see layout.py).
@@ -23,16 +23,18 @@ from tfx.utils import proto_utils
 from components.image_example_gen.beam_transform import (
     INGESTION_RUN_KEY, ImageToExample, IngestionRun)
 from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
+    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 from components.image_example_gen.layout import (
     check_no_wildcards, scan_layout, split_folder_from_pattern)
 from components.image_example_gen.report import (
-    build_report, check_rejected_fraction, write_report)
+    build_report, check_rejected_fraction, check_split_overlap, write_report)
 from components.image_example_gen.settings import (
     CLASS_NAMES_CONFIG_KEY,
     MAX_FILE_BYTES_CONFIG_KEY,
     MAX_IMAGE_PIXELS_CONFIG_KEY,
     MAX_REJECTED_FRACTION_CONFIG_KEY,
+    MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY,
     check_class_names,
     custom_config_to_dict,
 )
@@ -126,3 +128,5 @@ class Executor(BaseExampleGenExecutor):
                 tf.io.gfile.rmtree(scratch_dir)
         check_rejected_fraction(report, float(
             settings.get(MAX_REJECTED_FRACTION_CONFIG_KEY, DEFAULT_MAX_REJECTED_FRACTION)))
+        check_split_overlap(report, float(settings.get(
+            MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY, DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)))

@@ -7,6 +7,7 @@ photos turned upright, by models/image_header.py, as the serving signature does.
 files are not even read (hidden, system, not regular files) is layout.py's rule.
 """
 import dataclasses
+import hashlib
 import os
 import re
 
@@ -26,6 +27,8 @@ class ImageFile:
     data: bytes
     height: int  # of the upright image, as Transform decodes it
     width: int
+    # Of the file's bytes as read: the same file in two splits is a leak (report.py).
+    content_sha256: str
 
 
 def read_image(path: str, data_root: str, max_image_pixels: int,
@@ -39,6 +42,7 @@ def read_image(path: str, data_root: str, max_image_pixels: int,
                            f"max_file_bytes={max_file_bytes}: not read")
     if not data:
         raise RejectedFile("empty file (0 bytes)")
+    content_sha256 = hashlib.sha256(data).hexdigest()
     try:
         format_index, size = _read_header(data)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError):
@@ -57,7 +61,8 @@ def read_image(path: str, data_root: str, max_image_pixels: int,
         image = tf.io.decode_image(data, channels=3, expand_animations=False)
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         raise RejectedFile(f"not decodable: {describe_error(error)}") from None
-    return ImageFile(data=data, height=int(image.shape[0]), width=int(image.shape[1]))
+    return ImageFile(data=data, height=int(image.shape[0]), width=int(image.shape[1]),
+                     content_sha256=content_sha256)
 
 
 @tf.function(input_signature=[tf.TensorSpec([], tf.string)])

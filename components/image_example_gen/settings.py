@@ -11,12 +11,14 @@ from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
 
 from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION)
+    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
+    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 
 CLASS_NAMES_CONFIG_KEY = "class_names"
 MAX_IMAGE_PIXELS_CONFIG_KEY = "max_image_pixels"
 MAX_REJECTED_FRACTION_CONFIG_KEY = "max_rejected_fraction"
 MAX_FILE_BYTES_CONFIG_KEY = "max_file_bytes"
+MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY = "max_split_overlap_fraction"
 
 
 def check_class_names(class_names: Sequence[str]) -> List[str]:
@@ -40,6 +42,7 @@ def make_custom_config(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    max_split_overlap_fraction: float = DEFAULT_MAX_SPLIT_OVERLAP_FRACTION,
 ) -> example_gen_pb2.CustomConfig:
     """Packs the settings (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
     struct = struct_pb2.Struct()
@@ -48,6 +51,7 @@ def make_custom_config(
         MAX_IMAGE_PIXELS_CONFIG_KEY: max_image_pixels,
         MAX_REJECTED_FRACTION_CONFIG_KEY: max_rejected_fraction,
         MAX_FILE_BYTES_CONFIG_KEY: max_file_bytes,
+        MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY: max_split_overlap_fraction,
     })
     config = example_gen_pb2.CustomConfig()
     config.custom_config.Pack(struct)
