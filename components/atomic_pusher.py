@@ -82,7 +82,10 @@ def push_lock(base_directory: str) -> Iterator[bool]:
 
 def next_version(base_directory: str) -> int:
     """Above every version and staging folder in the directory, and the time if later."""
-    taken = [int(number) for name in fileio.listdir(base_directory)
+    # On an object store a folder exists only while something is in it: before the first
+    # push, makedirs leaves nothing to list.
+    names = fileio.listdir(base_directory) if fileio.isdir(base_directory) else []
+    taken = [int(number) for name in names
              if (number := name.rstrip("/").removeprefix(STAGING_PREFIX)).isdigit()]
     return max([int(time.time()), *(version + 1 for version in taken)])
 

@@ -30,10 +30,17 @@ ML Metadata. Each rule follows kubeflow/pipelines' backend at the tags named (2.
 
 Every task runs: as on KFP's first run, no cache entry exists. The image's Python is this
 one (same lock); `python` in a command means it. The executor output file is the task's
-own (in a pod, /tmp/kfp_outputs/output_metadata.json). tests/test_kfp_driver_records.py
-checks these rules against what KFP's own Go code produced (tests/testdata/kfp_driver/).
+own (in a pod, /tmp/kfp_outputs/output_metadata.json). Each task's ExecutorInput, executor
+output and log are kept in the run's folder.
+
+With `--kfp-driver` (a binary of kubeflow/kfp_driver/, built from kubeflow/pipelines'
+source: the Go module proxy does not serve it) the rules above are not imitated: KFP's own
+driver code builds each ExecutorInput from a real MLMD server, and records the outputs as
+its launcher does. tests/test_kfp_driver_records.py replays what it recorded (in
+tests/testdata/kfp_driver/) against the imitation and kubeflow/entrypoint.py.
 """
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -53,6 +60,8 @@ from kubeflow.image import DOCKERFILE, REPO
 
 # Placeholders this runner fills; a spec using others fails the check loudly.
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
+# Each task's ExecutorInput, beside its log and executor output.
+EXECUTOR_INPUT_FILE = "executor_input.json"
 # The output the driver adds to every task from KFP 2.5.0 (driver.go, provisionOutputs).
 LOGS_OUTPUT = "executor-logs"
 LOGS_TYPE = {"schemaTitle": "system.Artifact"}
@@ -214,6 +223,58 @@ class ImitatedKfp:
                 for task, outputs in self.recorded.items()}
 
 
+class KfpDriver:
+    """KFP's own driver code (kubeflow/kfp_driver/, built from kubeflow/pipelines' source)
+    against a real MLMD server (kubeflow/mlmd_server.py): the ExecutorInput each task gets
+    is the one KFP builds, and its outputs are recorded as KFP's launcher records them."""
+
+    def __init__(self, binary: str, mlmd_address: str, spec_file: str, run_id: str,
+                 pipeline_root: str, parameters: dict[str, Any], publish_logs: bool):
+        self.binary, self.publish_logs = binary, publish_logs
+        self.common = ["--mlmd", mlmd_address, "--spec", spec_file, "--run-id", run_id]
+        self.as_input: dict[str, dict[str, dict]] = {}
+        self.executions: dict[str, int] = {}
+        self.dag_execution_id = self._call(
+            "root-dag", "--pipeline-root", pipeline_root,
+            *[arg for name, value in parameters.items()
+              for arg in ("--param", f"{name}={value if isinstance(value, str) else json.dumps(value)}")]
+        )["execution_id"]
+
+    def _call(self, command: str, *args: str) -> dict:
+        result = subprocess.run([self.binary, command, *self.common, *args],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            raise TaskFailed(f"KFP's {command} driver refused: {result.stderr[-3000:]}")
+        return json.loads(result.stdout)
+
+    def executor_input(self, name: str, output_file: Path) -> dict:
+        driven = self._call("container", "--task", name, "--dag-execution-id",
+                            str(self.dag_execution_id),
+                            *(["--publish-logs=true"] if self.publish_logs else []))
+        self.executions[name] = driven["execution_id"]
+        executor_input = driven["launcher_executor_input"]
+        # The pod's own path (/tmp/kfp_outputs/... or /gcs/...): this task's folder here.
+        executor_input["outputs"]["outputFile"] = str(output_file)
+        return executor_input
+
+    def record(self, name: str, executor_input: dict) -> None:
+        input_file = Path(executor_input["outputs"]["outputFile"]).with_name(EXECUTOR_INPUT_FILE)
+        published = self._call("publish", "--task", name, "--execution-id",
+                               str(self.executions[name]), "--executor-input", str(input_file),
+                               "--executor-output", executor_input["outputs"]["outputFile"])
+        self.as_input[name] = {key: artifact["as_input"]
+                               for key, artifact in published["output_artifacts"].items()}
+
+    def import_artifact(self, name: str, importer: dict) -> None:
+        imported = self._call("importer", "--task", name, "--dag-execution-id",
+                              str(self.dag_execution_id))
+        self.as_input[name] = {key: artifact["as_input"]
+                               for key, artifact in imported["output_artifacts"].items()}
+
+    def outputs(self) -> dict[str, dict[str, dict]]:
+        return self.as_input
+
+
 def read_spec(spec_file: str) -> tuple[dict, dict]:
     """The pipeline spec and its Kubernetes platform spec ({} when there is none): the
     two YAML documents of a compiled spec file, as KFP's API server reads them."""
@@ -225,13 +286,17 @@ def read_spec(spec_file: str) -> tuple[dict, dict]:
 
 def run_spec(spec_file: str, pipeline_root: str, log_dir: str,
              parameters: Optional[dict[str, Any]] = None, publish_logs: bool = True,
-             secrets: Optional[dict[str, dict[str, str]]] = None) -> dict[str, dict[str, dict]]:
-    """Runs every task of the spec, each task's log and executor output under `log_dir`;
-    returns {task: {output name: the artifact its consumers receive}}.
+             secrets: Optional[dict[str, dict[str, str]]] = None,
+             kfp_driver: Optional[str] = None) -> dict[str, dict[str, dict]]:
+    """Runs every task of the spec, each task's log, ExecutorInput and executor output
+    under `log_dir`; returns {task: {output name: the artifact its consumers receive}}.
 
     `publish_logs`: the API server's PUBLISH_LOGS (the driver's --publish_logs), true by
     default from KFP 2.5.0; false is KFP 2.4.0. `secrets`: the namespace's Kubernetes
     Secrets ({name: {key: value}}) that the platform spec gives the pods as environment.
+    `kfp_driver`: a kfp-driver binary (`make kfp-driver`): KFP's own driver, with a real
+    MLMD server, in place of this module's imitation (which then needs a pipeline root on
+    an object store, as KFP does).
     """
     spec, platform = read_spec(spec_file)
     executor_configs = (platform.get("platforms", {}).get("kubernetes", {})
@@ -241,25 +306,35 @@ def run_spec(spec_file: str, pipeline_root: str, log_dir: str,
                            spec["root"].get("inputDefinitions", {}).get("parameters", {}).items()}
     pipeline_parameters.update(parameters or {})
     run_dir = Path(log_dir) / run_id
-    kfp = ImitatedKfp(spec, run_id, pipeline_root, pipeline_parameters, publish_logs)
-    tasks = spec["root"]["dag"]["tasks"]
-    for name in task_order(tasks):
-        component = spec["components"][tasks[name]["componentRef"]["name"]]
-        executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
-        if "importer" in executor:
-            kfp.import_artifact(name, executor["importer"])
-        elif "container" in executor:
-            task_dir = run_dir / name
-            executor_input = kfp.executor_input(name, task_dir / "executor_output.json")
-            environment = pod_environment(executor["container"],
-                                          executor_configs.get(component["executorLabel"], {}),
-                                          secrets or {})
-            _run_container(name, executor["container"], executor_input, task_dir, environment)
-            kfp.record(name, executor_input)
+    with contextlib.ExitStack() as stack:
+        if kfp_driver:
+            from kubeflow.mlmd_server import running_server
+            mlmd_address = stack.enter_context(running_server())
+            kfp = KfpDriver(kfp_driver, mlmd_address, spec_file, run_id, pipeline_root,
+                            parameters or {}, publish_logs)
         else:
-            raise TaskFailed(f"Task {name}: {sorted(executor)} executors are not run by "
-                             "open-source Kubeflow Pipelines.")
-    return kfp.outputs()
+            kfp = ImitatedKfp(spec, run_id, pipeline_root, pipeline_parameters, publish_logs)
+        tasks = spec["root"]["dag"]["tasks"]
+        for name in task_order(tasks):
+            component = spec["components"][tasks[name]["componentRef"]["name"]]
+            executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
+            if "importer" in executor:
+                kfp.import_artifact(name, executor["importer"])
+            elif "container" in executor:
+                task_dir = run_dir / name
+                task_dir.mkdir(parents=True, exist_ok=True)
+                executor_input = kfp.executor_input(name, task_dir / "executor_output.json")
+                (task_dir / EXECUTOR_INPUT_FILE).write_text(json.dumps(executor_input, indent=1))
+                environment = pod_environment(
+                    executor["container"], executor_configs.get(component["executorLabel"], {}),
+                    secrets or {})
+                _run_container(name, executor["container"], executor_input, task_dir,
+                               environment)
+                kfp.record(name, executor_input)
+            else:
+                raise TaskFailed(f"Task {name}: {sorted(executor)} executors are not run by "
+                                 "open-source Kubeflow Pipelines.")
+        return kfp.outputs()
 
 
 def pod_environment(container: dict, kubernetes_config: dict,
@@ -281,7 +356,6 @@ def pod_environment(container: dict, kubernetes_config: dict,
 def _run_container(name: str, container: dict, executor_input: dict, task_dir: Path,
                    environment: dict[str, str]) -> None:
     """Runs the task's container command as the launcher does (launcher_v2.go, execute)."""
-    task_dir.mkdir(parents=True, exist_ok=True)
     executor_input_json = json.dumps(executor_input)
     command = [_fill(part, executor_input_json)
                for part in container["command"] + container["args"]]
@@ -335,14 +409,25 @@ def main(argv: list[str]) -> int:
                         help="the API server's PUBLISH_LOGS: true adds the driver's "
                              "executor-logs output to every task, as KFP 2.5 and later do "
                              "by default; false is KFP 2.4 (default: $PUBLISH_LOGS, else true)")
+    parser.add_argument("--kfp-driver", default=os.environ.get("KFP_DRIVER"),
+                        help="a kfp-driver binary (make kfp-driver KFP_SRC=...): KFP's own "
+                             "driver instead of this module's imitation (default: $KFP_DRIVER)")
+    parser.add_argument("--secret", nargs="+", action="append", default=[],
+                        metavar=("NAME", "KEY=VALUE"),
+                        help="a Kubernetes Secret the spec's platform config gives the pods, "
+                             "e.g. --secret mlpipeline-minio-artifact accesskey=... "
+                             "secretkey=... for a minio:// OUTPUT_DIR (repeatable)")
     args = parser.parse_args(argv)
+    secrets = {name: dict(item.split("=", 1) for item in items)
+               for name, *items in args.secret}
     # The explicit switch: this spec names this machine's paths, for this check alone.
     config = PipelineConfig.from_env()
     config.check_data_root_exists()
     spec_file = compile_pipeline(config, args.spec_dir, allow_local_paths=True)
     print(f"Compiled {spec_file}; running its tasks under KFP's execution contract...")
     outputs = run_spec(spec_file, config.pipeline_root, os.path.join(args.spec_dir, "runs"),
-                       publish_logs=args.publish_logs == "true")
+                       publish_logs=args.publish_logs == "true", secrets=secrets,
+                       kfp_driver=args.kfp_driver)
     blessing = outputs["Evaluator"]["blessing"]["metadata"]
     pushed = outputs["Pusher"]["pushed_model"]["metadata"]
     print(f"Publish logs: {args.publish_logs}. Blessed: {bool(blessing.get('blessed'))}; baseline: "

@@ -6,6 +6,7 @@ builds it the first time (`make seaweedfs`: Go, about 9 minutes and 700 MB of mo
 starts it with one identity, creates the bucket `mlpipeline`, and stops it and removes its
 data at the end. Without Go (and no binary built), the tests that use it are skipped.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -19,6 +20,9 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+
+from kubeflow.object_store import (DEFAULT_ACCESS_KEY_KEY, DEFAULT_SECRET_KEY_KEY,
+                                   DEFAULT_SECRET_NAME)
 
 REPO = Path(__file__).resolve().parents[1]
 WEED = REPO / "outputs" / "bin" / "weed"
@@ -41,6 +45,27 @@ class S3Server:
     def url(self) -> str:
         return f"http://{self.endpoint}"
 
+    def client(self):
+        """A boto3 S3 client of this server: what a test reads and writes the store with
+        (not TensorFlow, whose S3 filesystem aborts the process as it exits)."""
+        import boto3
+        return boto3.client("s3", endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=self.access_key,
+                            aws_secret_access_key=self.secret_key)
+
+    def upload(self, folder: Path, prefix: str, rename=lambda name: name) -> None:
+        """Every file under `folder` to `prefix/<its relative path>`, renamed by `rename`."""
+        client = self.client()
+        for path in sorted(path for path in folder.rglob("*") if path.is_file()):
+            relative = path.relative_to(folder)
+            client.upload_file(str(path), self.bucket,
+                               f"{prefix}/{relative.with_name(rename(relative.name)).as_posix()}")
+
+    def kfp_secrets(self) -> dict[str, dict[str, str]]:
+        """The namespace's Secrets as KFP's default install holds the store's keys."""
+        return {DEFAULT_SECRET_NAME: {DEFAULT_ACCESS_KEY_KEY: self.access_key,
+                                      DEFAULT_SECRET_KEY_KEY: self.secret_key}}
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[S3Server]:
@@ -50,6 +75,13 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
         built = subprocess.run(["make", "-C", str(REPO), "seaweedfs"], capture_output=True,
                                text=True, timeout=BUILD_TIMEOUT_S)
         assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    with running_s3_server(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_s3_server(work_dir: Path) -> Iterator[S3Server]:
+    """SeaweedFS (outputs/bin/weed) serving S3 while the block runs, its data in work_dir."""
     # Every server of `weed server` on a port of its own: http and gRPC of master, volume
     # server, filer and S3 gateway (gRPC would otherwise be http + 10000, maybe taken).
     ports = _free_ports(8)
@@ -58,7 +90,6 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
     # (mlpipeline.localhost) fails to resolve it, rather than passing unseen.
     server = S3Server(endpoint=f"localhost:{s3}", access_key=secrets.token_hex(8),
                       secret_key=secrets.token_hex(16), bucket=BUCKET)
-    work_dir = tmp_path_factory.mktemp("seaweedfs")
     config = work_dir / "s3.json"
     config.write_text(json.dumps({"identities": [{
         "name": "tests", "actions": ["Admin", "Read", "Write", "List", "Tagging"],
@@ -70,8 +101,10 @@ def s3_server(tmp_path_factory) -> Iterator[S3Server]:
         process = subprocess.Popen(
             [str(WEED), "server", "-ip=127.0.0.1", f"-dir={data_dir}",
              f"-master.port={master}", f"-master.port.grpc={master_grpc}",
+             # Volumes of up to 64 MB, files that grow as they are written, 7 more at a
+             # time as they fill: 100 hold the few pipeline runs of a session.
              "-master.volumeSizeLimitMB=64", f"-volume.port={volume}",
-             f"-volume.port.grpc={volume_grpc}", "-volume.max=8", "-filer",
+             f"-volume.port.grpc={volume_grpc}", "-volume.max=100", "-filer",
              f"-filer.port={filer}", f"-filer.port.grpc={filer_grpc}", "-s3",
              f"-s3.port={s3}", f"-s3.port.grpc={s3_grpc}", f"-s3.config={config}",
              # The S3 gateway's Iceberg and Lance catalogs: not needed, and fixed ports.
@@ -124,8 +157,4 @@ def _wait_until_serving(process: subprocess.Popen, status_url: str, log_path: Pa
 
 
 def _create_bucket(server: S3Server) -> None:
-    import boto3
-
-    boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
-                 aws_access_key_id=server.access_key,
-                 aws_secret_access_key=server.secret_key).create_bucket(Bucket=server.bucket)
+    server.client().create_bucket(Bucket=server.bucket)

@@ -16,6 +16,7 @@ tensorflow-io's S3 filesystem aborts the process that used it as it exits
 (kubeflow/object_store.py).
 """
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -33,15 +34,6 @@ pytestmark = pytest.mark.e2e
 def _key(uri: str) -> str:
     """The object key of a minio:// or s3:// URI in the test's bucket."""
     return tensorflow_uri(uri).split("/", 3)[3]
-
-
-def _upload(s3, folder: Path, prefix: str, rename=lambda name: name) -> int:
-    files = sorted(path for path in folder.rglob("*") if path.is_file())
-    for path in files:
-        relative = path.relative_to(folder)
-        s3.upload_file(str(path), "mlpipeline",
-                       f"{prefix}/{relative.parent.as_posix()}/{rename(relative.name)}")
-    return len(files)
 
 
 def _read(s3, uri: str) -> bytes:
@@ -64,14 +56,10 @@ def _serving_versions(s3, config) -> list[str]:
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, s3_server):
-    import boto3
-
-    s3 = boto3.client("s3", endpoint_url=s3_server.url, region_name="us-east-1",
-                      aws_access_key_id=s3_server.access_key,
-                      aws_secret_access_key=s3_server.secret_key)
+    s3 = s3_server.client()
     work = tmp_path_factory.mktemp("kfp_contract")
     generate_dataset(work / "data", train_per_class=20, test_per_class=16, seed=5)
-    _upload(s3, work / "data", "contract/data")
+    s3_server.upload(work / "data", "contract/data")
     config = PipelineConfig(
         data_root="minio://mlpipeline/contract/data",
         output_dir="minio://mlpipeline/contract/outputs", pipeline_name="kfp-contract",
@@ -79,17 +67,19 @@ def two_runs(tmp_path_factory, s3_server):
         image_size_px=32, batch_size_per_replica=16, train_epochs=15,
         warmup_steps=5, min_accuracy=0.0, max_accuracy_drop=1.0, task_cpu=1)
     spec_file = compile_pipeline(config, str(work / "spec"))
-    secrets = {DEFAULT_SECRET_NAME: {"accesskey": s3_server.access_key,
-                                     "secretkey": s3_server.secret_key}}
+    secrets = s3_server.kfp_secrets()
     runs = work / "runs"
-    first = run_spec(spec_file, config.pipeline_root, str(runs), secrets=secrets)
+    # KFP's own driver where it is built (make kfp-driver: a release of 2.5.0 or later).
+    kfp_driver = os.environ.get("KFP_DRIVER")
+    first = run_spec(spec_file, config.pipeline_root, str(runs), secrets=secrets,
+                     kfp_driver=kfp_driver)
     first_versions = _serving_versions(s3, config)
 
     # New images arrive in the same data root, under new names.
     generate_dataset(work / "more", train_per_class=8, test_per_class=4, seed=6)
-    _upload(s3, work / "more", "contract/data", rename=lambda name: "new." + name)
+    s3_server.upload(work / "more", "contract/data", rename=lambda name: "new." + name)
     second = run_spec(spec_file, config.pipeline_root, str(runs), secrets=secrets,
-                      publish_logs=False)
+                      publish_logs=False, kfp_driver=kfp_driver)
     evaluations = {}
     for name, outputs in (("first", first), ("second", second)):
         evaluation = work / f"evaluation-{name}"
