@@ -158,8 +158,8 @@ class MetadataStore:
                              for key, (kind, value) in recorded["properties"].items()}}
 
 
-# What the launcher records for a pipeline root it reaches with the pod's own credentials
-# (objectstore.SessionInfo of a gs:// or local root, as JSON).
+# The launcher records objectstore.SessionInfo as JSON: the store's provider, endpoint and
+# Secret. Nothing of ours reads it (kubeflow/entrypoint.py drops it): one stand-in value.
 STORE_SESSION_INFO = json.dumps({"Provider": "", "Params": None})
 
 
@@ -185,7 +185,7 @@ class ImitatedKfp:
         declared = dict(component.get("outputDefinitions", {}).get("artifacts", {}))
         if self.publish_logs:
             declared[LOGS_OUTPUT] = {"artifactType": LOGS_TYPE}
-        salt = uuid.uuid4().hex
+        salt = str(uuid.uuid4())  # uuid.NewString(), as the driver salts its outputs
         output_artifacts = {
             key: {"artifacts": [{"uri": f"{self.run_root}/{name}/{salt}/{key}",
                                  "type": definition["artifactType"],

@@ -99,7 +99,7 @@ def test_our_entrypoint_hands_tfx_every_recorded_task_typed(recording):
             assert title.startswith(f"title: tfx.{artifact.TYPE_NAME}\n"), (name, key)
             assert not artifact.has_custom_property("display_name")
             if isinstance(artifact, standard_artifacts.Examples):
-                assert json.loads(artifact.split_names) == ["train", "eval"]
+                assert sorted(json.loads(artifact.split_names)) == ["eval", "train"]
 
 
 def test_the_imitation_gives_consumers_what_kfps_driver_gives_them(recording):
@@ -107,7 +107,7 @@ def test_the_imitation_gives_consumers_what_kfps_driver_gives_them(recording):
     kubeflow/contract_run.py's rules against KFP's own code."""
     received = {artifact["uri"]: artifact for task in recording["tasks"].values()
                 for _, artifact in _input_artifacts(task)}
-    compared = 0
+    produced = set()
     for name, task in recording["tasks"].items():
         written = task["executor_output"].get("artifacts", {})
         for key, [provisioned] in ((key, artifact_list["artifacts"]) for key, artifact_list
@@ -126,8 +126,9 @@ def test_the_imitation_gives_consumers_what_kfps_driver_gives_them(recording):
             assert real["name"].isdigit()
             if real["uri"] in received:  # what a consumer's driver really sent
                 assert received[real["uri"]] == real, (name, key)
-                compared += 1
-    assert compared >= 10
+            produced.add(real["uri"])
+    # Every input a task received is an output some task of the run recorded.
+    assert set(received) <= produced and len(received) >= 7
 
 
 def _without_session_info(metadata: dict) -> dict:
