@@ -23,6 +23,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
+from components.atomic_pusher import check_not_flat_layout, is_version
+
 SERVING_MODEL_DIR_KEY = "serving_model_dir"
 MODEL_KEY = "model"
 # Set on the Model artifact: the serving version it copies, "" when nothing was pushed.
@@ -33,12 +35,14 @@ def latest_pushed_version(serving_model_dir: str) -> Optional[str]:
     """The highest numbered complete version under the serving directory, if any.
 
     Staging folders of pushes in progress (`.incoming-*`) and other names are skipped,
-    as TF Serving skips them.
+    as TF Serving skips them. Versions in the folder above (the flat layout, where every
+    pipeline pushed into one folder) are refused, not taken for this pipeline's.
     """
+    check_not_flat_layout(serving_model_dir)
     if not fileio.isdir(serving_model_dir):
         return None
     versions = [name.rstrip("/") for name in fileio.listdir(serving_model_dir)]
-    complete = [int(name) for name in versions if name.isdigit() and
+    complete = [int(name) for name in versions if is_version(name) and
                 fileio.exists(os.path.join(serving_model_dir, name, "saved_model.pb"))]
     return str(max(complete)) if complete else None
 

@@ -140,7 +140,7 @@ def serving_versions(config) -> list[str]:
     """The model versions in the serving directory, sorted: the numbered folders a model
     server loads (not the Pusher's lock file or staging folders)."""
     return sorted(path.name for path in Path(config.serving_model_dir).iterdir()
-                  if path.name.isdigit())
+                  if path.name.isascii() and path.name.isdigit())
 
 
 # The pytest-xdist group of the tests that read the blessed run (tests/conftest.py).

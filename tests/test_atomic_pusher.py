@@ -2,12 +2,14 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from tfx.proto import pusher_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
@@ -49,12 +51,14 @@ def push_inputs(tmp_path: Path, blessed: bool, serving: Path | None = None):
 def served_versions(serving: Path) -> dict[str, bytes]:
     """{version: its graph file}: what a model server sees (numbered folders only)."""
     return {name: (serving / name / "saved_model.pb").read_bytes()
-            for name in os.listdir(serving) if name.isdigit()}
+            for name in os.listdir(serving) if atomic_pusher.is_version(name)}
 
 
 def test_a_blessed_model_is_pushed_whole_and_leftovers_are_cleaned(tmp_path):
     leftover = tmp_path / "serving" / ".incoming-123"
     leftover.mkdir(parents=True)
+    stale = time.time() - atomic_pusher.STALE_STAGING_AGE_S - 60
+    os.utime(leftover, (stale, stale))
     inputs, outputs, properties = push_inputs(tmp_path, blessed=True)
     atomic_pusher.Executor().Do(inputs, outputs, properties)
 
@@ -128,6 +132,8 @@ def test_a_push_killed_midway_leaves_no_partial_version(tmp_path):
     while not any(serving.glob(".incoming-*/variables/shard-*")):
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
+    [staging] = serving.glob(".incoming-*")  # named after the host and process that own it
+    assert staging.name.endswith(f"-{socket.gethostname()}-{process.pid}")
     process.send_signal(signal.SIGKILL)
     process.wait()
 
@@ -170,3 +176,78 @@ def test_a_clock_stepped_back_still_gives_a_higher_version(tmp_path, monkeypatch
                                                  serving=serving))
     assert served_versions(serving) == {"1700000000": graph(tmp_path / "push-0"),
                                         "1700000001": graph(tmp_path / "push-1")}
+
+
+def test_a_folder_of_unicode_digits_is_not_taken_for_a_version(tmp_path):
+    serving = tmp_path / "serving"
+    (serving / "²").mkdir(parents=True)  # str.isdigit() is true, int() refuses it
+    atomic_pusher.Executor().Do(*push_inputs(tmp_path, blessed=True))
+    [version] = served_versions(serving)
+    assert pushed_baseline.latest_pushed_version(str(serving)) == version
+
+
+def test_versions_of_the_flat_layout_are_named_and_nothing_is_pushed(tmp_path):
+    """Before each pipeline had its folder, every pipeline pushed into serving_model/."""
+    serving_root = tmp_path / "serving_model"
+    (serving_root / "1700000000").mkdir(parents=True)
+    (serving_root / "1700000000" / "saved_model.pb").write_bytes(b"an older push")
+    serving = serving_root / "cats-dogs-resnet"
+    inputs, outputs, properties = push_inputs(tmp_path, blessed=True, serving=serving)
+    with pytest.raises(RuntimeError, match=rf"{serving_root} holds model versions directly "
+                                           r"\(1700000000\).*nothing was pushed"):
+        atomic_pusher.Executor().Do(inputs, outputs, properties)
+    assert not serving.exists()
+    with pytest.raises(RuntimeError, match="holds model versions directly"):
+        pushed_baseline.latest_pushed_version(str(serving))
+
+
+def test_cleanup_removes_only_staging_folders_whose_owner_is_gone(tmp_path):
+    serving, host = tmp_path / "serving", socket.gethostname()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    live = serving / f".incoming-1-{host}-{os.getpid()}"
+    dead = serving / f".incoming-2-{host}-{ended.pid}"
+    other_host_busy = serving / ".incoming-3-other-host-1"
+    other_host_stale = serving / ".incoming-4-other-host-1"
+    for folder in (live, dead, other_host_busy, other_host_stale):
+        (folder / "variables").mkdir(parents=True)
+    stale = time.time() - atomic_pusher.STALE_STAGING_AGE_S - 60
+    for path in (other_host_stale / "variables", other_host_stale):
+        os.utime(path, (stale, stale))
+
+    atomic_pusher.remove_interrupted_pushes(str(serving))
+    assert sorted(serving.glob(".incoming-*")) == [live, other_host_busy]
+
+
+def test_an_incomplete_staged_copy_is_never_renamed_into_place(tmp_path, monkeypatch):
+    """As when another host's cleanup deletes files from a live staging folder."""
+    copy_dir = atomic_pusher.io_utils.copy_dir
+
+    def copy_losing_the_graph(source, destination):
+        copy_dir(source, destination)
+        (Path(destination) / "saved_model.pb").unlink()
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_dir", copy_losing_the_graph)
+    inputs, outputs, properties = push_inputs(tmp_path, blessed=True)
+    with pytest.raises(RuntimeError, match=r"is incomplete \(missing or of another size: "
+                                           r"saved_model.pb\): not pushed"):
+        atomic_pusher.Executor().Do(inputs, outputs, properties)
+    assert served_versions(tmp_path / "serving") == {}
+
+
+def test_a_push_served_before_its_archive_copy_fails_is_recorded_as_pushed(tmp_path,
+                                                                            monkeypatch):
+    """Disk full after the rename: the model is served, so MLMD must say so."""
+    inputs, outputs, properties = push_inputs(tmp_path, blessed=True)
+    copy_dir = atomic_pusher.io_utils.copy_dir
+
+    def copy_failing_into_the_archive(source, destination):
+        if destination == str(tmp_path / "pushed"):
+            raise OSError(28, "No space left on device")
+        copy_dir(source, destination)
+    monkeypatch.setattr(atomic_pusher.io_utils, "copy_dir", copy_failing_into_the_archive)
+    atomic_pusher.Executor().Do(inputs, outputs, properties)
+
+    [version] = served_versions(tmp_path / "serving")
+    pushed_model = outputs[standard_component_specs.PUSHED_MODEL_KEY][0]
+    assert pushed_model.get_int_custom_property("pushed") == 1
+    assert pushed_model.get_string_custom_property("pushed_version") == version

@@ -88,7 +88,7 @@ def test_kubeflow_spec_wires_the_latest_pushed_model_as_the_baseline(spec):
         "taskOutputArtifact": {"producerTask": "latest-pushed-model",
                                "outputArtifactKey": "model"}}
     assert tasks["latest-pushed-model"]["inputs"]["parameters"]["serving_model_dir"] == {
-        "runtimeValue": {"constant": f"{BUCKET}/runs/serving_model"}}
+        "runtimeValue": {"constant": f"{BUCKET}/runs/serving_model/cats-dogs-resnet"}}
     assert spec["schemaVersion"] == "2.1.0"
 
 

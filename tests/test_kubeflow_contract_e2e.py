@@ -51,7 +51,7 @@ def _serving_versions(s3, config) -> list[str]:
                                  Delimiter="/")
     names = [prefix["Prefix"].rstrip("/").rsplit("/", 1)[-1]
              for prefix in listing.get("CommonPrefixes", [])]
-    return sorted(name for name in names if name.isdigit())
+    return sorted(name for name in names if name.isascii() and name.isdigit())
 
 
 @pytest.fixture(scope="module")
