@@ -21,6 +21,8 @@ class RunSummary:
     failed_thresholds: list[str]  # TFMA's message for each threshold not met
     pushed_model_dir: str | None  # None when nothing was pushed
     evaluation_uri: str
+    # Runs newer than this one that did not complete, oldest first (latest_run_summary).
+    skipped_run_ids: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,15 +44,15 @@ class RunEvaluation:
     model_uri: str  # the candidate Model artifact (the SavedModel is in Format-Serving/)
     model_run_uri: str | None  # the Trainer's TensorBoard logs; None if not recorded
     span: int  # the eval examples' span (0 when the data is not in spans)
+    # Runs newer than this one that did not complete, oldest first (the latest run asked).
+    skipped_run_ids: tuple[str, ...] = ()
 
 
 def latest_run_summary(metadata_path: str) -> RunSummary:
-    """The blessing, eval metrics and push of the newest run in the MLMD store."""
+    """The blessing, eval metrics and push of the newest complete run in the MLMD store."""
     store = open_store(metadata_path)
-    runs = pipeline_runs(store)
-    if not runs:
-        raise LookupError(f"No pipeline run recorded in {metadata_path}.")
-    return summarize_run(store, runs[-1])
+    run, skipped = _newest_complete_run(store, metadata_path)
+    return dataclasses.replace(summarize_run(store, run), skipped_run_ids=skipped)
 
 
 def summarize_run(store: MetadataStore, run: Context) -> RunSummary:
@@ -81,10 +83,9 @@ def span_ingestions(metadata_path: str) -> list[SpanIngestion]:
     is trained once a run that ingested it completed: ExampleGen publishes its examples
     before the Trainer starts, so a run that failed or was killed later still ingested
     them."""
-    try:
-        store = open_store(metadata_path)
-    except LookupError:
+    if not Path(metadata_path).exists():
         return []
+    store = open_store(metadata_path)  # a store locked or corrupt raises: it is not empty
     return [SpanIngestion(span=span, run_id=run.name, run_completed=run_completed(store, run))
             for run in pipeline_runs(store)
             for span in _spans_used(store, run, event_types=OUTPUT_EVENTS)]
@@ -100,13 +101,18 @@ def run_completed(store: MetadataStore, run: Context) -> bool:
 
 
 def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
-    """`run`: a pipeline run id, an Evaluator output path, or None for the latest run."""
+    """`run`: a pipeline run id, an Evaluator output path, or None for the newest complete
+    run."""
     store = open_store(metadata_path)
+    skipped = ()
     if run and Path(run).exists():
         evaluation = _evaluation_at(store, str(Path(run).absolute()))
         evaluator = producer(store, evaluation)
         run_id = run_of(store, evaluator).name
     else:
+        if not run:
+            newest, skipped = _newest_complete_run(store, metadata_path)
+            run = newest.name
         run_id, evaluation = _evaluation_of_run(store, metadata_path, run)
         evaluator = producer(store, evaluation)
     inputs = artifacts_by_key(store, evaluator, INPUT_EVENTS)
@@ -120,7 +126,22 @@ def run_evaluation(metadata_path: str, run: str | None = None) -> RunEvaluation:
         model_uri=model.uri,
         model_run_uri=model_run.uri if model_run else None,
         span=int(property_value(inputs["examples"], "span", default=0)),
+        skipped_run_ids=skipped,
     )
+
+
+def _newest_complete_run(store: MetadataStore,
+                         metadata_path: str) -> tuple[Context, tuple[str, ...]]:
+    """The newest run that completed, and the ids of the newer ones that did not (failed,
+    killed, or still running), oldest first: those have no evaluation, or no push."""
+    runs = pipeline_runs(store)
+    if not runs:
+        raise LookupError(f"No pipeline run recorded in {metadata_path}.")
+    for newest in range(len(runs) - 1, -1, -1):
+        if run_completed(store, runs[newest]):
+            return runs[newest], tuple(run.name for run in runs[newest + 1:])
+    raise LookupError(f"No run recorded in {metadata_path} completed (runs "
+                      f"{', '.join(run.name for run in runs)}).")
 
 
 def _spans_used(store: MetadataStore, run: Context, event_types=None) -> list[int]:
@@ -137,15 +158,11 @@ def _spans_used(store: MetadataStore, run: Context, event_types=None) -> list[in
                    if "span" in artifact.custom_properties})
 
 
-def _evaluation_of_run(store: MetadataStore, metadata_path: str, run_id: str | None):
-    runs = pipeline_runs(store)
-    if run_id:
-        runs = [context for context in runs if context.name == run_id]
-        if not runs:
-            raise LookupError(f"No pipeline run {run_id!r} in {metadata_path} (give a run id "
-                              "as `make pipeline` prints it, or an Evaluator output path).")
+def _evaluation_of_run(store: MetadataStore, metadata_path: str, run_id: str):
+    runs = [context for context in pipeline_runs(store) if context.name == run_id]
     if not runs:
-        raise LookupError(f"No pipeline run recorded in {metadata_path}.")
+        raise LookupError(f"No pipeline run {run_id!r} in {metadata_path} (give a run id "
+                          "as `make pipeline` prints it, or an Evaluator output path).")
     run = runs[-1]
     evaluations = artifacts_of_type(store, "ModelEvaluation", run)
     if not evaluations:

@@ -7,6 +7,8 @@ artifacts, and an event links each artifact to the execution under a key (e.g.
 """
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from pathlib import Path
 
 from ml_metadata import metadata_store
@@ -22,16 +24,47 @@ INPUT_EVENTS = (Event.INPUT, Event.DECLARED_INPUT)
 OUTPUT_EVENTS = (Event.OUTPUT, Event.DECLARED_OUTPUT)
 PIPELINE_RUN_CONTEXT = "pipeline_run"
 COMPONENT_CONTEXT = "node"
+# How long reading waits for another process's write to the store to end: TFX's writes
+# are short transactions, so a store locked longer is held by something else.
+LOCK_WAIT_S = 5.0
+
+
+class MetadataUnreadable(LookupError):
+    """The store's file exists but is locked by another process, corrupt, or no MLMD store."""
 
 
 def open_store(metadata_path: str) -> MetadataStore:
     """The SQLite store at `metadata_path`, read-only: reading never creates or changes it."""
     if not Path(metadata_path).exists():
         raise LookupError(f"No pipeline run recorded: {metadata_path} does not exist.")
+    _check_readable(metadata_path)
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = metadata_path
     connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
     return MetadataStore(connection)
+
+
+def _check_readable(metadata_path: str) -> None:
+    """Raises MetadataUnreadable, naming the file, unless it is an MLMD store that can be
+    read now. MLMD itself waits ~40 s on a locked file, then raises "Concurrent writes
+    aborted", and answers a corrupt or empty one with the SQLite error of its schema's
+    creation."""
+    uri = f"{Path(metadata_path).absolute().as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=LOCK_WAIT_S)) as database:
+            tables = {name for (name,) in database.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as error:
+        if error.sqlite_errorname in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            raise MetadataUnreadable(
+                f"The metadata store {metadata_path} is locked by another process (a run "
+                f"writing to it?) for more than {LOCK_WAIT_S:.0f} s: try again later."
+            ) from None
+        raise MetadataUnreadable(f"The metadata store {metadata_path} cannot be read "
+                                 f"({error}): corrupt, or not an MLMD store.") from None
+    if "MLMDEnv" not in tables:
+        raise MetadataUnreadable(f"The metadata store {metadata_path} is empty or not an "
+                                 "MLMD store (no MLMD tables).")
 
 
 def property_value(node: Artifact | Context | Execution, name: str, default=None):
@@ -45,9 +78,9 @@ def property_value(node: Artifact | Context | Execution, name: str, default=None
 
 
 def pipeline_runs(store: MetadataStore) -> list[Context]:
-    """Every run recorded in the store, oldest first."""
-    return sorted(store.get_contexts_by_type(PIPELINE_RUN_CONTEXT),
-                  key=lambda context: context.create_time_since_epoch)
+    """Every run recorded in the store, oldest first: in the order MLMD recorded them (its
+    ids count up), which a clock stepped back does not change as it does create times."""
+    return sorted(store.get_contexts_by_type(PIPELINE_RUN_CONTEXT), key=lambda context: context.id)
 
 
 def artifacts_of_type(store: MetadataStore, type_name: str,
@@ -112,7 +145,7 @@ def newest_component_outputs(store: MetadataStore, pipeline_name: str,
     execution records the outputs it reused)."""
     node = store.get_context_by_type_and_name(COMPONENT_CONTEXT, f"{pipeline_name}.{component}")
     executions = store.get_executions_by_context(node.id) if node else []
-    for execution in sorted(executions, key=lambda e: e.create_time_since_epoch, reverse=True):
+    for execution in sorted(executions, key=lambda execution: execution.id, reverse=True):
         if outputs := artifacts_by_key(store, execution):
             return outputs
     return {}

@@ -65,6 +65,7 @@ class ModelConfig(_CustomConfig):
     class_names: tuple[str, ...]
     image_size_px: int
     max_image_pixels: int
+    max_request_pixels: int
     resnet_depth: int  # a key of RESNET_STAGES
     width_multiplier: float
     bn_momentum: float

@@ -9,6 +9,13 @@ its header, and a trial decode. Inputs that pass are turned upright by their EXI
 orientation, as ingestion stores photos, and go through the transform and the model;
 every other one gets an `error` saying why, and no prediction. One bad item never costs
 the others theirs.
+
+The pixel limit bounds one item; a request of many items is bounded by a decode budget
+(`max_request_pixels`, on the raw-bytes signature that clients send): the items are
+decoded in order while the pixels their headers claim add up to at most the budget, and
+every later one gets an error instead of a decode. The tf.Example signature is TFMA's,
+whose batches of ingested eval images (each already within the limit) TFMA sizes itself
+(up to 1000 examples): a budget there could refuse eval examples.
 """
 import numpy as np
 import tensorflow as tf
@@ -20,6 +27,8 @@ from models.image_header import ERROR_FORMAT, ERROR_HEADER
 ERROR_EMPTY = "empty input"
 ERROR_DECODE = "corrupt or truncated image data"
 ERROR_EXAMPLE = f"not a serialized tf.Example with one {features.IMAGE_KEY} value"
+# A model whose training diverged answers NaN: no class to give.
+ERROR_NOT_FINITE = "the model's output is not finite (NaN or infinite): no prediction"
 
 
 def _indices_that_pass(indices: tf.Tensor, check) -> tuple[tf.Tensor, tf.Tensor]:
@@ -37,7 +46,8 @@ def _indices_that_pass(indices: tf.Tensor, check) -> tuple[tf.Tensor, tf.Tensor]
     return everything.concatenate(nothing).take(1).get_single_element()
 
 
-def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int) -> tf.Tensor:
+def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int,
+                 max_request_pixels: float = np.inf) -> tf.Tensor:
     """Per input: why it cannot be served, or "" when it can."""
     count = tf.size(image_bytes, tf.int64)
     format_index = image_header.format_index(image_bytes)
@@ -49,9 +59,12 @@ def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int) -> tf.Tensor:
     # In float64: exact up to 2**53, and no int64 overflow beyond.
     pixel_count = tf.reduce_prod(tf.cast(sizes, tf.float64), axis=1)
     within_limit = header_read & (pixel_count <= max_image_pixels)
+    # Once the items so far claim more than the budget, nothing after is decoded.
+    spent = tf.cumsum(tf.where(within_limit, pixel_count, 0.0))
+    within_budget = within_limit & (spent <= max_request_pixels)
     # The decoded height, not a static-shaped result: one the graph optimiser could fold
     # away without decoding.
-    decoded, _ = _indices_that_pass(tf.where(within_limit)[:, 0], lambda i: tf.shape(
+    decoded, _ = _indices_that_pass(tf.where(within_budget)[:, 0], lambda i: tf.shape(
         preprocessing.decode(image_bytes[i]), tf.int64)[0])
     decodes = tf.scatter_nd(decoded[:, None], tf.ones_like(decoded, tf.bool), [count])
 
@@ -61,6 +74,9 @@ def check_inputs(image_bytes: tf.Tensor, max_image_pixels: int) -> tf.Tensor:
         "header claims ", tf.strings.as_string(width), "x", tf.strings.as_string(height),
         " pixels", of_frames, f", above the limit of {max_image_pixels}: not decoded"])
     error = tf.where(decodes, "", ERROR_DECODE)
+    error = tf.where(within_budget | ~within_limit, error, tf.constant(
+        f"the items of the request up to this one claim more than its decode budget of "
+        f"{max_request_pixels} pixels: not decoded (send fewer or smaller images)"))
     error = tf.where(within_limit, error, too_large)
     error = tf.where(header_read, error, ERROR_HEADER)
     error = tf.where(format_index >= 0, error, ERROR_FORMAT)
@@ -79,7 +95,8 @@ def parse_images(serialized_examples: tf.Tensor, image_spec) -> tuple[tf.Tensor,
 
 
 def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTransformOutput,
-                         class_names: list[str], max_image_pixels: int, export_dir: str,
+                         class_names: list[str], max_image_pixels: int,
+                         max_request_pixels: int, export_dir: str,
                          test_time_flip: bool) -> None:
     """Saves the model with the TFT graph in front of it, under two signatures.
 
@@ -108,12 +125,17 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
         }
 
     def predict_servable(image_bytes, error):
-        """Predictions for the inputs without an error; the others get none."""
+        """Predictions for the inputs without an error, where the model's output is
+        finite; the others get none."""
         servable = tf.where(error == "")
         upright = tf.map_fn(image_header.upright, tf.gather_nd(image_bytes, servable),
                             fn_output_signature=tf.string)
         # Shaped like the parsed feature: one value per example.
         predicted = predict({features.IMAGE_KEY: tf.reshape(upright, [-1, 1])})
+        finite = tf.reduce_all(tf.math.is_finite(predicted[features.PROBABILITIES_KEY]), axis=1)
+        error = tf.tensor_scatter_nd_update(error, servable,
+                                            tf.where(finite, "", ERROR_NOT_FINITE))
+        answered = tf.boolean_mask(servable, finite)
         # Inputs without a prediction: probabilities NaN, class id -1, label "".
         no_prediction = {features.PROBABILITIES_KEY: np.nan,
                          features.POSITIVE_PROBABILITY_KEY: np.nan,
@@ -122,7 +144,8 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
         for key, values in predicted.items():
             shape = tf.concat([tf.shape(image_bytes), tf.shape(values)[1:]], axis=0)
             filler = tf.fill(shape, tf.constant(no_prediction[key], values.dtype))
-            outputs[key] = tf.tensor_scatter_nd_update(filler, servable, values)
+            outputs[key] = tf.tensor_scatter_nd_update(filler, answered,
+                                                       tf.boolean_mask(values, finite))
         outputs[features.ERROR_KEY] = error
         return outputs
 
@@ -136,7 +159,8 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)],
                  autograph=False)
     def serve_image_bytes(image_bytes):
-        return predict_servable(image_bytes, check_inputs(image_bytes, max_image_pixels))
+        return predict_servable(image_bytes, check_inputs(image_bytes, max_image_pixels,
+                                                          max_request_pixels))
 
     # Without AutoGraph (see trainer.compile_model) and without a traced function per
     # layer, which only Keras' own loader would use: 35 s -> 9 s on 2 cores. Clients and

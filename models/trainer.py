@@ -240,6 +240,29 @@ class StopAtStep(tf.keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
+    """Fails the training at the first step whose loss is NaN or infinite, naming it.
+    Keras' TerminateOnNaN only stops: the run would go on to export and evaluate a model
+    that answers NaN."""
+
+    def __init__(self, learning_rate: float):
+        super().__init__()
+        self.learning_rate = learning_rate
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"Training diverged: the loss is {loss} at step "
+                f"{int(self.model.optimizer.iterations.numpy())} (epoch {self.epoch + 1}, "
+                f"batch {batch + 1}). Likely too high a learning rate (learning_rate="
+                f"{self.learning_rate}: try a tenth), else non-finite input values.")
+
+
 class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
     """Logs train and eval accuracy side by side, so a gap (e.g. unsettled BN) shows."""
 
@@ -409,6 +432,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
             # First, so that the epoch is saved before it is logged.
             tf.keras.callbacks.BackupAndRestore(backup),
             StopAtStep(train_steps),
+            StopOnNonFiniteLoss(config.learning_rate),
             # Workers other than the chief log to temporary folders it then removes.
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             TrainEvalAccuracyLog(),
@@ -419,8 +443,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                  weights_digest(model))
     with this_workers_output_dir(strategy, fn_args.serving_model_dir) as serving_model_dir:
         serving.export_serving_model(model, tf_transform_output, list(config.class_names),
-                                     config.max_image_pixels, serving_model_dir,
-                                     config.test_time_flip)
+                                     config.max_image_pixels, config.max_request_pixels,
+                                     serving_model_dir, config.test_time_flip)
         save_training_state(model, config, serving_model_dir)
     # TFX's executor checks on every worker that the serving model exists: none returns
     # before the chief has written it.

@@ -43,6 +43,32 @@ VERTEX_ACCELERATORS = ("NVIDIA_TESLA_T4", "NVIDIA_L4", "NVIDIA_TESLA_V100", "NVI
                        "NVIDIA_TESLA_P100", "NVIDIA_TESLA_A100", "NVIDIA_A100_80GB",
                        "NVIDIA_H100_80GB", "NVIDIA_H100_MEGA_80GB", "NVIDIA_H200_141GB")
 
+# Bounds of the numeric settings: far beyond any legitimate value, they stop a typo (or
+# inf, 2**70) before it reaches a path, a tensor's shape or a worker count.
+MAX_PIPELINE_NAME_CHARS = 128  # also Vertex's limit on a pipeline's name
+# (least, most) of each integer setting.
+INTEGER_BOUNDS = {
+    "image_size_px": (1, 4096),
+    "batch_size_per_replica": (1, 65_536),
+    "train_epochs": (1, 1_000_000),
+    "warmup_steps": (0, 100_000_000),
+    "shuffle_seed": (0, 2 ** 63 - 1),  # a tf.data seed is an int64
+    "training_window_spans": (1, 10_000),
+    "max_image_pixels": (1, 2 ** 32),  # a 4-gigapixel image takes 12 GB decoded
+    "max_request_pixels": (1, 2 ** 40),
+    "max_file_bytes": (1, 2 ** 31 - 1),  # a tf.Example (a protobuf) holds at most 2 GiB
+    "beam_num_workers": (0, 4096),  # 0: the runner's choice (see beam_num_workers)
+    "trainer_gpu_count": (0, 64),  # on one node
+    "trainer_workers": (1, 4096),
+}
+# Each of these float settings is in (0, most].
+POSITIVE_NUMBER_BOUNDS = {
+    "width_multiplier": 16.0,
+    "learning_rate": 10.0,
+    "task_cpu": 1024.0, "trainer_cpu": 1024.0,  # cores
+    "task_memory_gib": 65_536.0, "trainer_memory_gib": 65_536.0,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
@@ -61,6 +87,10 @@ class PipelineConfig:
     # decoding (decompression bombs); a split rejecting a larger fraction fails the run.
     # (Defaults: ImageExampleGen's own.)
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # Serving's decode budget per request of the raw-bytes signature (models/serving.py):
+    # items past it get an error, not a decode. Two images at the limit, about 1.5 GB
+    # of decode and float buffers.
+    max_request_pixels: int = 2 * DEFAULT_MAX_IMAGE_PIXELS
     max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION
     # Ingestion reads each file whole into memory and into its tf.Example: a larger file
     # (e.g. a JPEG followed by gigabytes of junk) is rejected unread.
@@ -182,10 +212,13 @@ class PipelineConfig:
     trainer_memory_gib: float = 16.0
 
     def __post_init__(self) -> None:
-        # Joined into paths (pipeline root, metadata, lock): no "/", "..", or anything odd.
-        _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.pipeline_name) is not None,
+        # Joined into paths (pipeline root, metadata, lock): no "/", "..", or anything odd,
+        # and short enough for a file name (255 bytes) with what a run appends to it.
+        _check(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.pipeline_name) is not None
+               and len(self.pipeline_name) <= MAX_PIPELINE_NAME_CHARS,
                "pipeline_name", "a name of letters, digits, '.', '_' and '-', starting with "
-               "a letter or digit", self.pipeline_name)
+               f"a letter or digit, at most {MAX_PIPELINE_NAME_CHARS} characters",
+               self.pipeline_name)
         # Joined into file patterns (ingestion's, the Trainer's): a wildcard in them
         # matches other files, or none.
         for name in ("data_root", "output_dir"):
@@ -196,23 +229,23 @@ class PipelineConfig:
                "class_names", "exactly two distinct class folder names", self.class_names)
         _check(list(self.class_names) == sorted(self.class_names),
                "class_names", "names in sorted order (label = index)", self.class_names)
-        for name in ("image_size_px", "batch_size_per_replica", "train_epochs",
-                     "max_image_pixels", "max_file_bytes", "training_window_spans"):
+        for name, (least, most) in INTEGER_BOUNDS.items():
             value = getattr(self, name)
-            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   name, "a positive integer", value)
+            _check(isinstance(value, int) and not isinstance(value, bool)
+                   and least <= value <= most, name,
+                   f"an integer >= {least} and <= {most:,}", value)
+        # A float bound also refuses NaN and infinity (every comparison with NaN is false).
+        for name, most in POSITIVE_NUMBER_BOUNDS.items():
+            _check(0 < getattr(self, name) <= most, name, f"a positive number up to {most}",
+                   getattr(self, name))
         _check(self.resnet_depth in RESNET_STAGES, "resnet_depth",
                f"one of {sorted(RESNET_STAGES)}", self.resnet_depth)
-        _check(self.width_multiplier > 0, "width_multiplier", "a positive number",
-               self.width_multiplier)
         _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", "a number in (0, 1)",
                self.bn_momentum)
-        _check(self.learning_rate > 0, "learning_rate", "a positive number", self.learning_rate)
-        _check(isinstance(self.warmup_steps, int) and self.warmup_steps >= 0, "warmup_steps",
-               "an integer >= 0", self.warmup_steps)
         _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "a number in [0, 1)",
                self.label_smoothing)
-        _check(self.weight_decay >= 0, "weight_decay", "a number >= 0", self.weight_decay)
+        _check(0.0 <= self.weight_decay <= 1.0, "weight_decay", "a number in [0, 1]",
+               self.weight_decay)
         _check(0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction",
                "a number in [0, 1]", self.max_rejected_fraction)
         _check(0.0 <= self.max_split_overlap_fraction <= 1.0, "max_split_overlap_fraction",
@@ -224,16 +257,12 @@ class PipelineConfig:
         for name in ("mixed_precision", "jit_compile"):
             _check(getattr(self, name) in GPU_SPEEDUP_SETTINGS, name,
                    f"one of {', '.join(GPU_SPEEDUP_SETTINGS)}", getattr(self, name))
-        _check(self.beam_num_workers >= 0, "beam_num_workers",
-               "an integer >= 0 (0: one per CPU core)", self.beam_num_workers)
         _check(self.beam_runner in BEAM_RUNNERS, "beam_runner",
                f"one of {', '.join(BEAM_RUNNERS)}", self.beam_runner)
         _check(re.fullmatch(r"[A-Za-z0-9.-]*", self.flink_job_server) is not None,
                "flink_job_server", "a host name", self.flink_job_server)
         _check(self.beam_runner != "dataflow" or self.dataflow_project != "", "dataflow_project",
                "a Google Cloud project for beam_runner=dataflow", self.dataflow_project)
-        _check(isinstance(self.trainer_gpu_count, int) and self.trainer_gpu_count >= 0,
-               "trainer_gpu_count", "an integer >= 0", self.trainer_gpu_count)
         _check(self.kfp_target in KFP_TARGETS, "kfp_target", f"one of {list(KFP_TARGETS)}",
                self.kfp_target)
         schemes = CLUSTER_STORAGE_SCHEMES[self.kfp_target]
@@ -255,10 +284,6 @@ class PipelineConfig:
                    "trainer_accelerator_type",
                    "a Kubernetes resource name such as nvidia.com/gpu",
                    self.trainer_accelerator_type)
-        for name in ("task_cpu", "task_memory_gib", "trainer_cpu", "trainer_memory_gib"):
-            _check(getattr(self, name) > 0, name, "a positive number", getattr(self, name))
-        _check(isinstance(self.trainer_workers, int) and self.trainer_workers >= 1,
-               "trainer_workers", "an integer >= 1", self.trainer_workers)
         _check(self.container_image != "", "container_image", "an image reference",
                self.container_image)
 
@@ -297,7 +322,9 @@ class PipelineConfig:
 
     @property
     def serving_model_dir(self) -> str:
-        return _absolute(self.output_dir, "serving_model")
+        """One folder per pipeline, TF Serving's layout for several models (model name =
+        pipeline name): pipelines sharing an output_dir never serve each other's models."""
+        return _absolute(self.output_dir, "serving_model", self.pipeline_name)
 
     @property
     def distribution_strategy(self) -> str:

@@ -18,6 +18,8 @@ def summary_lines(summary: RunSummary) -> list[str]:
                          if name in summary.metrics))
     verdict = "BLESSED" if summary.blessed else "NOT blessed (thresholds not met)"
     return [
+        *(f"Skipped run {run_id}: it did not complete (failed, killed or still running)."
+          for run_id in summary.skipped_run_ids),
         f"Run {summary.run_id}: model {verdict}.",
         f"Eval metrics: {metrics}.",
         *(f"Threshold not met: {failure}" for failure in summary.failed_thresholds),

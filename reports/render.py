@@ -85,7 +85,10 @@ def _header(title: str, run) -> str:
 
 def _meta(run) -> str:
     span = f"data span {run.span}" if run.span else "data not in spans"
-    return (f'<p class="meta">{span}; TFMA results: {escape(run.evaluation_uri)}; '
+    skipped = "".join(f'<p class="meta">Skipped run {escape(run_id)}: it did not complete '
+                      "(failed, killed or still running).</p>"
+                      for run_id in run.skipped_run_ids)
+    return (f'{skipped}<p class="meta">{span}; TFMA results: {escape(run.evaluation_uri)}; '
             f"model: {escape(run.model_uri)}</p>")
 
 

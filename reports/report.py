@@ -61,6 +61,7 @@ def run_summary(report: RunReport) -> dict:
     mistakes; metric values are TFMA's, NaN written as null."""
     return {
         "run_id": report.run.run_id,
+        "skipped_run_ids": list(report.run.skipped_run_ids),
         "blessed": report.run.blessed,
         "validation_ok": report.evaluation.validation_ok,
         "evaluation_uri": report.run.evaluation_uri,

@@ -19,6 +19,14 @@ def test_defaults_are_valid_and_paths_land_under_output_dir(tmp_path):
         assert path.startswith(str(tmp_path))
 
 
+def test_each_pipeline_is_served_from_a_folder_of_its_own(tmp_path):
+    """TF Serving's layout for several models: <serving_model>/<model name>/<version>."""
+    assert [PipelineConfig(output_dir=str(tmp_path), pipeline_name=name).serving_model_dir
+            for name in ("cats-dogs-resnet", "experiment-tiny")] == [
+        str(tmp_path / "serving_model" / "cats-dogs-resnet"),
+        str(tmp_path / "serving_model" / "experiment-tiny")]
+
+
 def test_uri_roots_are_kept_as_uris():
     config = PipelineConfig(output_dir="gs://bucket/runs", data_root="gs://bucket/data")
     assert config.pipeline_root == "gs://bucket/runs/pipeline_root/cats-dogs-resnet"
@@ -27,8 +35,8 @@ def test_uri_roots_are_kept_as_uris():
 
 @pytest.mark.parametrize("setting, value, allowed", [
     ("resnet_depth", 42, "one of [18, 34, 50, 101, 152]"),
-    ("image_size_px", 0, "a positive integer"),
-    ("image_size_px", 64.5, "a positive integer"),
+    ("image_size_px", 0, "an integer >= 1 and <= 4,096"),
+    ("image_size_px", 64.5, "an integer >= 1"),
     ("min_accuracy", 1.5, "a number in [0, 1]"),
     ("max_split_overlap_fraction", -0.1, "a number in [0, 1]"),
     ("bn_momentum", 1.0, "a number in (0, 1)"),
@@ -57,6 +65,32 @@ def test_an_unparsable_environment_value_is_named():
         PipelineConfig.from_env({"TRAIN_EPOCHS": "lots"})
 
 
+@pytest.mark.parametrize("env_name, text, allowed", [
+    ("LEARNING_RATE", "inf", "a positive number up to 10.0"),
+    ("LEARNING_RATE", "nan", "a positive number up to 10.0"),
+    ("WIDTH_MULTIPLIER", "inf", "a positive number up to 16.0"),
+    ("TASK_MEMORY_GIB", "1e9", "a positive number up to 65536.0"),
+    ("BEAM_NUM_WORKERS", "100000", "an integer >= 0 and <= 4,096"),
+    ("IMAGE_SIZE_PX", "100000", "an integer >= 1 and <= 4,096"),
+    ("MAX_IMAGE_PIXELS", str(2 ** 70), "an integer >= 1 and <= 4,294,967,296"),
+    ("MAX_FILE_BYTES", str(2 ** 70), "an integer >= 1 and <= 2,147,483,647"),
+    ("SHUFFLE_SEED", str(2 ** 64), "an integer >= 0 and <= 9,223,372,036,854,775,807"),
+    ("PIPELINE_NAME", "p" * 300, "at most 128 characters"),
+])
+def test_every_numeric_setting_and_the_name_are_bounded(env_name, text, allowed):
+    # Each of these was accepted, and failed later, deep in a run (or never).
+    with pytest.raises(ValueError,
+                       match=rf"{env_name.lower()}=.*expected .*{re.escape(allowed)}"):
+        PipelineConfig.from_env({env_name: text})
+
+
+def test_the_bounds_leave_room_for_large_legitimate_settings():
+    PipelineConfig(pipeline_name="p" * 128, image_size_px=1024, width_multiplier=4.0,
+                   learning_rate=1.0, beam_num_workers=256, trainer_workers=64,
+                   trainer_gpu_count=16, trainer_cpu=192, trainer_memory_gib=2048,
+                   max_image_pixels=1_000_000_000, max_file_bytes=2 ** 30)
+
+
 def test_a_missing_data_root_is_named(tmp_path):
     PipelineConfig(data_root=str(tmp_path)).check_data_root_exists()
     PipelineConfig(data_root="gs://bucket/data").check_data_root_exists()  # not checked here
@@ -71,7 +105,7 @@ def test_a_missing_data_root_is_named(tmp_path):
     ("data_root", "/data/cats[1]", "without the wildcard characters * ? ["),
     ("data_root", "/data/*", "without the wildcard characters"),
     ("output_dir", "/runs/[new]", "without the wildcard characters"),
-    ("max_file_bytes", 0, "a positive integer"),
+    ("max_file_bytes", 0, "an integer >= 1"),
 ])
 def test_a_setting_that_would_misdirect_paths_is_refused(setting, value, allowed):
     with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):

@@ -1,8 +1,11 @@
 """metadata/: reading runs back from an MLMD store and the Evaluator's files, as TFX and
 TFMA write them (a run recorded here by hand; test_pipeline_e2e.py reads real ones)."""
 import math
+import re
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,9 +18,10 @@ from tensorflow_model_analysis.writers import eval_config_writer
 
 from metadata import evaluation_results
 from metadata.runs import SpanIngestion, latest_run_summary, run_evaluation, span_ingestions
-from metadata.store import component_states, newest_component_outputs, open_store
+from metadata.store import component_states, newest_component_outputs, open_store, pipeline_runs
 from pipeline import history
 from pipeline.config import PipelineConfig
+from pipeline.summary import main as summary_main
 from pipeline.summary import summary_lines
 from tests.helpers import REPO_ROOT, RecordedRun
 
@@ -230,3 +234,77 @@ def test_reading_runs_imports_neither_tensorflow_nor_tfma(config):
                             cwd=REPO_ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def record_failed_run(config, run_id: str) -> None:
+    """A run that ingested, then failed in Transform: no evaluation, no push."""
+    failed = RecordedRun(config.metadata_path, PIPELINE, run_id)
+    examples = failed.artifact("Examples", "/root/ImageExampleGen/examples/9", span=3)
+    failed.execution("ImageExampleGen", outputs={"examples": examples})
+    failed.execution("Transform", inputs={"examples": examples},
+                     state=metadata_store_pb2.Execution.FAILED)
+
+
+def test_the_summary_and_report_fall_back_to_the_newest_complete_run(config):
+    failed_run = "2026-11-28T10:00:00.000001"
+    record_failed_run(config, failed_run)
+    latest = latest_run_summary(config.metadata_path)
+    assert (latest.run_id, latest.skipped_run_ids) == (RUN_ID, (failed_run,))
+    assert summary_lines(latest)[:2] == [
+        f"Skipped run {failed_run}: it did not complete (failed, killed or still running).",
+        f"Run {RUN_ID}: model BLESSED."]
+    evaluation = run_evaluation(config.metadata_path)
+    assert (evaluation.run_id, evaluation.skipped_run_ids) == (RUN_ID, (failed_run,))
+    assert [row[0] for row in history.history_rows(config)] == [RUN_ID, failed_run]
+
+
+def test_runs_are_ordered_as_recorded_whatever_the_clock_said(config):
+    later_run = "2026-11-28T10:00:00.000001"
+    record_failed_run(config, later_run)
+    # The later run was recorded with the clock stepped back a day.
+    with sqlite3.connect(config.metadata_path) as database:
+        database.execute("UPDATE Context SET create_time_since_epoch = "
+                         "create_time_since_epoch - 86400000 WHERE name = ?", (later_run,))
+    assert [run.name for run in pipeline_runs(open_store(config.metadata_path))] == [
+        RUN_ID, later_run]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (b"", "is empty or not an MLMD store"),
+    (b"not a database" * 100, "cannot be read (file is not a database): corrupt"),
+], ids=["empty", "corrupt"])
+def test_a_corrupt_or_empty_store_is_one_line_naming_the_file(config, damage, message,
+                                                               capsys, monkeypatch):
+    Path(config.metadata_path).write_bytes(damage)
+    monkeypatch.setenv("OUTPUT_DIR", config.output_dir)
+    monkeypatch.setenv("PIPELINE_NAME", PIPELINE)
+    for entry_point in (history.main, summary_main):
+        assert entry_point() == 1
+        [line] = capsys.readouterr().err.splitlines()
+        assert f"{config.metadata_path} {message}" in line
+    with pytest.raises(LookupError, match=re.escape(message)):
+        run_evaluation(config.metadata_path)
+    with pytest.raises(LookupError, match=re.escape(message)):  # not "no span ingested yet"
+        span_ingestions(config.metadata_path)
+
+
+def test_a_store_locked_by_another_process_is_named_without_mlmds_long_wait(
+        config, capsys, monkeypatch):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         f"database = sqlite3.connect({config.metadata_path!r}, isolation_level=None)\n"
+         "database.execute('BEGIN EXCLUSIVE')\nprint('locked', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        monkeypatch.setattr("metadata.store.LOCK_WAIT_S", 0.5)
+        monkeypatch.setenv("OUTPUT_DIR", config.output_dir)
+        monkeypatch.setenv("PIPELINE_NAME", PIPELINE)
+        started = time.monotonic()
+        assert history.main() == 1
+        assert time.monotonic() - started < 5  # MLMD's own wait: ~40 s, then a raw error
+        [line] = capsys.readouterr().err.splitlines()
+        assert f"{config.metadata_path} is locked by another process" in line
+    finally:
+        holder.kill()
+        holder.wait()

@@ -1,6 +1,7 @@
 """The exported model's signatures, what its raw-bytes signature does with bad input, and
 the Evaluator's per-example predictions made with them."""
 import io
+import re
 import struct
 from pathlib import Path
 
@@ -20,16 +21,22 @@ from tests.helpers import encode_image, small_model_config
 
 MODEL_CONFIG = ModelConfig.from_custom_config(small_model_config())
 MAX_IMAGE_PIXELS = 1_000_000
+MAX_REQUEST_PIXELS = 2_500_000
 
 
-def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool) -> Path:
-    """An untrained model, exported as the Trainer exports it: the Model artifact's folder."""
+def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool,
+           diverged: bool = False) -> Path:
+    """An untrained model, exported as the Trainer exports it: the Model artifact's folder.
+    `diverged`: every weight NaN, as after a training that diverged."""
     import tensorflow_transform as tft
 
     model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    if diverged:
+        model.set_weights([np.full_like(weights, np.nan) for weights in model.get_weights()])
     model_uri = tmp_path_factory.mktemp("model")
     serving.export_serving_model(model, tft.TFTransformOutput(transform_output_dir),
                                  list(MODEL_CONFIG.class_names), MAX_IMAGE_PIXELS,
+                                 MAX_REQUEST_PIXELS,
                                  path_utils.serving_model_path(str(model_uri)), test_time_flip)
     return model_uri
 
@@ -39,6 +46,12 @@ def exported_model_uri(tmp_path_factory, transformed_dataset) -> Path:
     _, _, transform_output_dir = transformed_dataset
     assert MODEL_CONFIG.test_time_flip, "the default exports with test-time flips"
     return export(tmp_path_factory, transform_output_dir, test_time_flip=True)
+
+
+@pytest.fixture(scope="module")
+def diverged_model_uri(tmp_path_factory, transformed_dataset) -> Path:
+    _, _, transform_output_dir = transformed_dataset
+    return export(tmp_path_factory, transform_output_dir, test_time_flip=True, diverged=True)
 
 
 def load(model_uri: Path):
@@ -177,6 +190,20 @@ def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model
                                atol=1e-6)
 
 
+def test_the_items_of_a_request_past_its_decode_budget_are_refused_undecoded(exported_model):
+    """Each item within the pixel limit; together they claim more than the budget."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (1000, 1000), (200, 120, 40)).save(buffer, format="PNG")
+    megapixel, small = buffer.getvalue(), encode_image(30, 20)
+    outputs = serve(exported_model, [small, megapixel, megapixel, megapixel, small])
+    # 600 + 1M + 1M pixels are within the 2.5M budget; the third megapixel is past it.
+    assert errors(outputs)[:3] == ["", "", ""]
+    assert errors(outputs)[3:] == [
+        "the items of the request up to this one claim more than its decode budget of "
+        f"{MAX_REQUEST_PIXELS} pixels: not decoded (send fewer or smaller images)"] * 2
+    assert_predicted_or_refused(outputs)
+
+
 def bytes_feature(value: bytes) -> tf.train.Feature:
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
 
@@ -256,6 +283,40 @@ def test_fuzzed_inputs_each_get_a_prediction_or_an_error(exported_model):
     assert all(error.startswith(known) for error in outcomes if error)
 
 
+def write_eval_split(split_dir: Path, images: list[bytes], labels: list[str]) -> None:
+    """ExampleGen's eval split of these images, with these label names."""
+    split_dir.mkdir()
+    with tf.io.TFRecordWriter(str(split_dir / "data_tfrecord-00000-of-00001.gz"),
+                              options="GZIP") as writer:
+        for i, (image, label) in enumerate(zip(images, labels)):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                features.IMAGE_KEY: bytes_feature(image),
+                features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
+                    value=[MODEL_CONFIG.class_names.index(label)])),
+                features.LABEL_NAME_KEY: bytes_feature(label.encode()),
+                features.FILE_NAME_KEY: bytes_feature(f"{label}/{i}.jpg".encode()),
+            })).SerializeToString())
+
+
+def test_a_model_that_answers_nan_says_so_in_error_and_predicts_nothing(diverged_model_uri):
+    """It used to answer `cats` (argmax of NaNs) with NaN probabilities and no error."""
+    outputs = serve(load(diverged_model_uri), [encode_image(30, 20, seed=1), b""])
+    assert errors(outputs) == [serving.ERROR_NOT_FINITE, serving.ERROR_EMPTY]
+    assert_predicted_or_refused(outputs)
+
+
+def test_the_evaluator_refuses_a_candidate_that_answers_nan_before_tfma_sees_it(
+        diverged_model_uri, tmp_path):
+    """TFMA failed deep in its metrics (`cannot convert float NaN to integer`)."""
+    write_eval_split(tmp_path / "Split-eval", [encode_image(30, 20, seed=1)] * 2,
+                     ["cats", "dogs"])
+    with pytest.raises(ValueError, match=re.escape(
+            f"gives 2 of 2 eval examples no prediction, e.g. cats/0.jpg: "
+            f"{serving.ERROR_NOT_FINITE}. It is not evaluated, nor blessed. Its training "
+            "diverged: lower learning_rate")):
+        predict_split(str(diverged_model_uri), str(tmp_path / "Split-eval"))
+
+
 def test_the_evaluator_keeps_each_eval_images_prediction_and_the_mistakes_pictures(
         exported_model, exported_model_uri, tmp_path):
     images = [encode_image(30 + i, 20 + 3 * i, seed=i) for i in range(5)]
@@ -266,18 +327,7 @@ def test_the_evaluator_keeps_each_eval_images_prediction_and_the_mistakes_pictur
              for name in MODEL_CONFIG.class_names}
     true_labels = [other[label] if i % 2 else label for i, label in enumerate(served_labels)]
     split_dir = tmp_path / "Split-eval"
-    split_dir.mkdir()
-    with tf.io.TFRecordWriter(str(split_dir / "data_tfrecord-00000-of-00001.gz"),
-                              options="GZIP") as writer:
-        for i, (image, label) in enumerate(zip(images, true_labels)):
-            writer.write(tf.train.Example(features=tf.train.Features(feature={
-                features.IMAGE_KEY: bytes_feature(image),
-                features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
-                    value=[MODEL_CONFIG.class_names.index(label)])),
-                features.LABEL_NAME_KEY: bytes_feature(label.encode()),
-                features.FILE_NAME_KEY: bytes_feature(f"{label}/{i}.jpg".encode()),
-            })).SerializeToString())
-
+    write_eval_split(split_dir, images, true_labels)
     predictions = predict_split(str(exported_model_uri), str(split_dir))
     evaluation_dir = tmp_path / "evaluation"
     evaluation_dir.mkdir()

@@ -179,6 +179,20 @@ def test_a_step_budget_is_trained_exactly_and_the_schedule_reaches_its_end():
     assert float(model.optimizer.learning_rate.numpy()) < 1e-4
 
 
+def test_training_fails_at_the_first_non_finite_loss_naming_the_step_and_the_likely_cause():
+    """Keras' TerminateOnNaN would stop silently, and the run export a model that answers
+    NaN. An infinite learning rate: the first step's loss is finite, its update is not."""
+    config = dataclasses.replace(MODEL_CONFIG, learning_rate=float("inf"))
+    images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).repeat().batch(4)
+    model = trainer.build_and_compile_model(config, train_steps=10)
+    with pytest.raises(FloatingPointError, match=(
+            r"loss is nan at step 2 \(epoch 1, batch 2\)\. Likely too high a learning rate "
+            r"\(learning_rate=inf")):
+        model.fit(dataset, epochs=2, steps_per_epoch=5, verbose=0,
+                  callbacks=[trainer.StopOnNonFiniteLoss(config.learning_rate)])
+
+
 def test_count_examples_reads_every_record(tmp_path):
     path = str(tmp_path / "examples.gz")
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
