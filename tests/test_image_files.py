@@ -92,6 +92,31 @@ def test_a_named_pipe_is_ignored_without_being_opened(tmp_path):
     assert '"outcome": "ignored"' in outcome and "named pipe" in outcome
 
 
+def test_a_file_swapped_for_a_named_pipe_after_the_listing_is_rejected_without_blocking(
+        tmp_path):
+    """The listing's check (ignore_reason) passed on a regular file; then a named pipe took
+    its name: reading it is checked on the descriptor it is read from."""
+    fifo = tmp_path / "cat.1.jpg"
+    os.mkfifo(fifo)
+    errors = []
+    worker = threading.Thread(target=lambda: errors.append(_rejection(fifo, tmp_path)))
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # stuck on the pipe: give it a writer so that it ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+        pytest.fail("reading the image opened the named pipe and waited on it")
+    assert errors == ["not a regular file: a named pipe (FIFO)"]
+
+
+def _rejection(path, data_root) -> str:
+    try:
+        read_image(str(path), str(data_root), MAX_PIXELS, MAX_FILE_BYTES)
+    except RejectedFile as rejected:
+        return str(rejected)
+    return "read"
+
+
 def test_a_symlink_leading_outside_the_data_root_is_refused(tmp_path):
     outside = tmp_path / "elsewhere.jpg"
     outside.write_bytes(accepted_files()["one_pixel.jpg"][0])

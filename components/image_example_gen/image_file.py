@@ -13,6 +13,7 @@ import re
 
 import tensorflow as tf
 
+from components.image_example_gen import layout
 from models import image_header
 
 
@@ -35,8 +36,7 @@ def read_image(path: str, data_root: str, max_image_pixels: int,
                max_file_bytes: int) -> ImageFile:
     """The image at `path`, checked and decoded; raises RejectedFile with the reason."""
     _check_inside(path, data_root)
-    with tf.io.gfile.GFile(path, "rb") as file:
-        data = file.read(max_file_bytes + 1)  # never more than the limit into memory
+    data = _read_at_most(path, max_file_bytes + 1)  # never more than the limit into memory
     if len(data) > max_file_bytes:
         raise RejectedFile(f"{tf.io.gfile.stat(path).length} bytes, above "
                            f"max_file_bytes={max_file_bytes}: not read")
@@ -72,6 +72,21 @@ def _read_header(data: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     format_index = image_header.format_index(data)
     return format_index, tf.cond(format_index >= 0, lambda: image_header.decoded_size(data),
                                  lambda: tf.zeros([3], tf.int64))
+
+
+def _read_at_most(path: str, limit: int) -> bytes:
+    """Up to `limit` bytes of the file. A local file is checked on the descriptor it is
+    read from, opened without blocking: one swapped for a named pipe or a device after
+    the listing's check is rejected, and never blocks a worker."""
+    if "://" in str(path):
+        with tf.io.gfile.GFile(path, "rb") as file:
+            return file.read(limit)
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    with os.fdopen(descriptor, "rb") as file:
+        reason = layout.not_regular_file_reason(os.fstat(descriptor).st_mode)
+        if reason:
+            raise RejectedFile(reason)
+        return file.read(limit)
 
 
 def _check_inside(path: str, data_root: str) -> None:

@@ -103,6 +103,11 @@ def ignore_reason(path: str) -> str | None:
         mode = os.stat(path).st_mode  # a link is judged by what it leads to
     except OSError:
         return None  # reading it will say what is wrong
+    return not_regular_file_reason(mode)
+
+
+def not_regular_file_reason(mode: int) -> str | None:
+    """Why a file of this `st_mode` is not read, or None for a regular file."""
     if stat.S_ISREG(mode):
         return None
     kind = next((kind for is_kind, kind in _FILE_TYPES.items() if is_kind(mode)), "special")
