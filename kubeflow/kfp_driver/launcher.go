@@ -43,22 +43,14 @@ func podName(task string) string { return "local-" + task }
 // at their URIs.
 func publish(args []string) (any, error) {
 	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	var run runFlags
+	var run taskFlags
 	run.register(fs)
-	taskName := fs.String("task", "", "task name in the root DAG")
 	executionID := fs.Int64("execution-id", 0, "the task's execution ID (container's execution_id)")
 	executorInputPath := fs.String("executor-input", "", "the ExecutorInput the driver built (container's executor_input), as JSON")
 	executorOutputPath := fs.String("executor-output", "", "what the task wrote to its ExecutorInput's outputFile (missing: no outputs reported)")
 	failed := fs.Bool("failed", false, "the task's command failed: publish the execution FAILED, without outputs")
 	cacheDB := fs.String("cache-db", "", "JSON-lines file of cache entries, as for container")
-	if err := parse(fs, args, "mlmd", "spec", "task", "run-id", "execution-id", "executor-input"); err != nil {
-		return nil, err
-	}
-	spec, platform, err := readSpec(run.spec)
-	if err != nil {
-		return nil, err
-	}
-	task, err := taskOf(spec, platform, *taskName)
+	spec, task, err := run.parseTask(fs, args, "mlmd", "spec", "task", "run-id", "execution-id", "executor-input")
 	if err != nil {
 		return nil, err
 	}
@@ -83,7 +75,7 @@ func publish(args []string) (any, error) {
 		return nil, err
 	}
 	execution, err = client.PrePublishExecution(ctx, execution, &metadata.ExecutionConfig{
-		PodName: podName(*taskName), PodUID: podUID, Namespace: run.namespace,
+		PodName: podName(run.task), PodUID: podUID, Namespace: run.namespace,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to pre-publish Pod info to ML Metadata: %w", err)
@@ -285,25 +277,10 @@ func artifactSchema(t *pipelinespec.ArtifactTypeSchema) (string, error) {
 // (FindMatchedArtifact, unless reimport), published as the task's output.
 func importer(args []string) (any, error) {
 	fs := flag.NewFlagSet("importer", flag.ContinueOnError)
-	var run runFlags
+	var run taskFlags
 	run.register(fs)
-	taskName := fs.String("task", "", "task name in the root DAG")
 	dagExecutionID := fs.Int64("dag-execution-id", 0, "the parent DAG's execution ID (root-dag's execution_id)")
-	if err := parse(fs, args, "mlmd", "spec", "task", "run-id", "dag-execution-id"); err != nil {
-		return nil, err
-	}
-	spec, platform, err := readSpec(run.spec)
-	if err != nil {
-		return nil, err
-	}
-	task, err := taskOf(spec, platform, *taskName)
-	if err != nil {
-		return nil, err
-	}
-	if task.importer == nil {
-		return nil, fmt.Errorf("task %s is not an importer task", *taskName)
-	}
-	client, err := run.client()
+	spec, task, client, err := run.driverTask(fs, args, "importer")
 	if err != nil {
 		return nil, err
 	}
@@ -313,8 +290,8 @@ func importer(args []string) (any, error) {
 		return nil, err
 	}
 	execution, err := client.CreateExecution(ctx, pipeline, &metadata.ExecutionConfig{
-		TaskName:      *taskName,
-		PodName:       podName(*taskName),
+		TaskName:      run.task,
+		PodName:       podName(run.task),
 		PodUID:        podUID,
 		Namespace:     run.namespace,
 		ExecutionType: metadata.ImporterExecutionTypeName,

@@ -108,12 +108,70 @@ func parse(fs *flag.FlagSet, args []string, required ...string) error {
 	return nil
 }
 
+// taskFlags are the flags of the subcommands on one task of the root DAG.
+type taskFlags struct {
+	runFlags
+	task string
+}
+
+func (t *taskFlags) register(fs *flag.FlagSet) {
+	t.runFlags.register(fs)
+	fs.StringVar(&t.task, "task", "", "task name in the root DAG")
+}
+
+// parseTask parses args, checks that the flags named in required are set, and
+// finds the task in the spec.
+func (t *taskFlags) parseTask(fs *flag.FlagSet, args []string, required ...string) (*pipelinespec.PipelineSpec, *taskParts, error) {
+	if err := parse(fs, args, required...); err != nil {
+		return nil, nil, err
+	}
+	spec, platform, err := readSpec(t.spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	task, err := taskOf(spec, platform, t.task)
+	if err != nil {
+		return nil, nil, err
+	}
+	return spec, task, nil
+}
+
+// driverTask is parseTask for the container and importer subcommands: the
+// task must have the executor they drive (kind: "container" or "importer");
+// then the MLMD client.
+func (t *taskFlags) driverTask(fs *flag.FlagSet, args []string, kind string) (*pipelinespec.PipelineSpec, *taskParts, *metadata.Client, error) {
+	spec, task, err := t.parseTask(fs, args, "mlmd", "spec", "task", "run-id", "dag-execution-id")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	switch {
+	case kind == "container" && task.container == nil:
+		return nil, nil, nil, fmt.Errorf("task %s is not a container task", t.task)
+	case kind == "importer" && task.importer == nil:
+		return nil, nil, nil, fmt.Errorf("task %s is not an importer task", t.task)
+	}
+	client, err := t.client()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return spec, task, client, nil
+}
+
 func (r *runFlags) client() (*metadata.Client, error) {
 	host, port, err := net.SplitHostPort(r.mlmd)
 	if err != nil {
 		return nil, fmt.Errorf("--mlmd %q: %w", r.mlmd, err)
 	}
 	return newMetadataClient(host, port)
+}
+
+// options are the driver Options of every driver of the run.
+func (r *runFlags) options(spec *pipelinespec.PipelineSpec) driver.Options {
+	return driver.Options{
+		PipelineName: spec.GetPipelineInfo().GetName(),
+		RunID:        r.runID,
+		Namespace:    r.namespace,
+	}
 }
 
 // params collects repeated --param name=value flags.
@@ -153,16 +211,12 @@ func rootDAG(args []string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := driver.Options{
-		PipelineName:   spec.GetPipelineInfo().GetName(),
-		RunID:          run.runID,
-		Namespace:      run.namespace,
-		Component:      spec.GetRoot(),
-		IterationIndex: -1,
-		RuntimeConfig: &pipelinespec.PipelineJob_RuntimeConfig{
-			ParameterValues:    values,
-			GcsOutputDirectory: *pipelineRoot,
-		},
+	opts := run.options(spec)
+	opts.Component = spec.GetRoot()
+	opts.IterationIndex = -1
+	opts.RuntimeConfig = &pipelinespec.PipelineJob_RuntimeConfig{
+		ParameterValues:    values,
+		GcsOutputDirectory: *pipelineRoot,
 	}
 	if err := setReleaseOptions(&opts, "ROOT_DAG", "", publishLogsDefault); err != nil {
 		return nil, err
@@ -213,42 +267,23 @@ func runtimeParameters(root *pipelinespec.ComponentSpec, runParams params) (map[
 // task spec, container spec and Kubernetes executor config).
 func container(args []string) (any, error) {
 	fs := flag.NewFlagSet("container", flag.ContinueOnError)
-	var run runFlags
+	var run taskFlags
 	run.register(fs)
-	taskName := fs.String("task", "", "task name in the root DAG")
 	dagExecutionID := fs.Int64("dag-execution-id", 0, "the parent DAG's execution ID (root-dag's execution_id)")
 	publishLogs := fs.Bool("publish-logs", publishLogsDefault, "the driver's --publish_logs (KFP 2.5.0 on; true as in KFP's manifests)")
 	cacheDB := fs.String("cache-db", "", "JSON-lines file of the cache entries the KFP API server would hold (default: none, every lookup misses)")
-	if err := parse(fs, args, "mlmd", "spec", "task", "run-id", "dag-execution-id"); err != nil {
-		return nil, err
-	}
-	spec, platform, err := readSpec(run.spec)
+	spec, task, client, err := run.driverTask(fs, args, "container")
 	if err != nil {
 		return nil, err
 	}
-	task, err := taskOf(spec, platform, *taskName)
-	if err != nil {
-		return nil, err
-	}
-	if task.container == nil {
-		return nil, fmt.Errorf("task %s is not a container task", *taskName)
-	}
-	client, err := run.client()
-	if err != nil {
-		return nil, err
-	}
-	opts := driver.Options{
-		PipelineName:             spec.GetPipelineInfo().GetName(),
-		RunID:                    run.runID,
-		Namespace:                run.namespace,
-		Component:                task.component,
-		Task:                     task.spec,
-		DAGExecutionID:           *dagExecutionID,
-		IterationIndex:           -1, // root DAG tasks only: no loops
-		Container:                task.container,
-		KubernetesExecutorConfig: task.kubernetes,
-	}
-	if err := setReleaseOptions(&opts, "CONTAINER", *taskName, *publishLogs); err != nil {
+	opts := run.options(spec)
+	opts.Component = task.component
+	opts.Task = task.spec
+	opts.DAGExecutionID = *dagExecutionID
+	opts.IterationIndex = -1 // root DAG tasks only: no loops
+	opts.Container = task.container
+	opts.KubernetesExecutorConfig = task.kubernetes
+	if err := setReleaseOptions(&opts, "CONTAINER", run.task, *publishLogs); err != nil {
 		return nil, err
 	}
 	var execution *driver.Execution

@@ -2,15 +2,14 @@
 
 package main
 
-// KFP 2.17.0: the clients, driver options and launcher steps that differ from 2.5.0.
+// KFP 2.17.0: the clients, driver options and launcher steps that differ from
+// 2.5.0 (with release_from_2_5.go).
 
 import (
 	"context"
-	"strconv"
 
 	"github.com/kubeflow/pipelines/api/v2alpha1/go/pipelinespec"
 	api "github.com/kubeflow/pipelines/backend/api/v1beta1/go_client"
-	"github.com/kubeflow/pipelines/backend/src/apiserver/config/proxy"
 	"github.com/kubeflow/pipelines/backend/src/v2/cacheutils"
 	"github.com/kubeflow/pipelines/backend/src/v2/common/plugins"
 	"github.com/kubeflow/pipelines/backend/src/v2/config"
@@ -20,21 +19,10 @@ import (
 
 const kfpRelease = "2.17.0"
 
-// The driver's own --publish_logs default, and the API server's PUBLISH_LOGS
-// in KFP's manifests: every task gets an executor-logs output.
-const publishLogsDefault = true
-
-// setReleaseOptions sets the options 2.5.0 and later added, as
-// cmd/driver/main.go does from the flags the Argo workflow passes.
+// setReleaseOptions sets the options 2.5.0 added (setOptionsFrom2_5) and those
+// added since, as cmd/driver/main.go does from the flags the Argo workflow passes.
 func setReleaseOptions(opts *driver.Options, driverType, taskName string, publishLogs bool) error {
-	// The API server's HTTP_PROXY, HTTPS_PROXY and NO_PROXY: unset.
-	proxy.InitializeConfig("", "", "")
-	opts.PublishLogs = strconv.FormatBool(publishLogs)
-	opts.PipelineLogLevel = "1"
-	// {{workflow.name}} and the run's display name, for the
-	// {{$.pipeline_job_resource_name}} and {{$.pipeline_job_name}} placeholders.
-	opts.RunName = opts.RunID
-	opts.RunDisplayName = opts.RunID
+	setOptionsFrom2_5(opts, publishLogs)
 	opts.DriverType = driverType
 	opts.TaskName = taskName
 	// What the compiler passes: the services' in-cluster names. They reach
@@ -66,11 +54,6 @@ func createCacheEntry(ctx context.Context, cacheHost, cachePort string, entry *a
 		return err
 	}
 	return cacheClient.CreateExecutionCache(ctx, entry)
-}
-
-// The launcher records every artifact of each output (uploadOutputArtifacts).
-func recordedArtifacts(list []*pipelinespec.RuntimeArtifact) []*pipelinespec.RuntimeArtifact {
-	return list
 }
 
 // The launcher keeps executor-logs where it put it, and takes a reported
