@@ -73,21 +73,36 @@ def test_a_file_above_the_size_limit_is_rejected_unread(tmp_path):
         read_image(str(path), str(tmp_path), MAX_PIXELS, max_file_bytes=100_000)
 
 
+def _without_waiting_on(fifo, read):
+    """What `read()` returns (or raises), failing the test if it waited on the named pipe."""
+    results = []
+
+    def attempt():
+        try:
+            results.append((read(), None))
+        except Exception as error:  # raised again below, in the test's thread
+            results.append((None, error))
+    worker = threading.Thread(target=attempt)
+    worker.start()
+    worker.join(timeout=30)
+    if worker.is_alive():  # stuck opening the pipe: give it a writer so that it ends
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join()
+        pytest.fail("the named pipe was opened and waited on")
+    [(result, error)] = results
+    if error:
+        raise error
+    return result
+
+
 def test_a_named_pipe_is_ignored_without_being_opened(tmp_path):
     (tmp_path / "cats").mkdir()
     fifo = tmp_path / "cats" / "cat.1.jpg"
     os.mkfifo(fifo)
     assert ignore_reason(str(fifo)) == "not a regular file: a named pipe (FIFO)"
     assert ignore_reason(str(tmp_path / "cats")) == "not a regular file: a folder"
-    outcomes = []
     do_fn = ImageToExampleDoFn(["cats", "dogs"], str(tmp_path), MAX_PIXELS, MAX_FILE_BYTES)
-    worker = threading.Thread(target=lambda: outcomes.extend(do_fn.process(os.fsencode(fifo))))
-    worker.start()
-    worker.join(timeout=30)
-    if worker.is_alive():  # stuck opening the pipe: give it a writer so that it ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        worker.join()
-        pytest.fail("ingestion opened the named pipe and waited on it")
+    outcomes = _without_waiting_on(fifo, lambda: list(do_fn.process(os.fsencode(fifo))))
     [outcome] = [outcome.value for outcome in outcomes]
     assert '"outcome": "ignored"' in outcome and "named pipe" in outcome
 
@@ -98,23 +113,9 @@ def test_a_file_swapped_for_a_named_pipe_after_the_listing_is_rejected_without_b
     its name: reading it is checked on the descriptor it is read from."""
     fifo = tmp_path / "cat.1.jpg"
     os.mkfifo(fifo)
-    errors = []
-    worker = threading.Thread(target=lambda: errors.append(_rejection(fifo, tmp_path)))
-    worker.start()
-    worker.join(timeout=30)
-    if worker.is_alive():  # stuck on the pipe: give it a writer so that it ends
-        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        worker.join()
-        pytest.fail("reading the image opened the named pipe and waited on it")
-    assert errors == ["not a regular file: a named pipe (FIFO)"]
-
-
-def _rejection(path, data_root) -> str:
-    try:
-        read_image(str(path), str(data_root), MAX_PIXELS, MAX_FILE_BYTES)
-    except RejectedFile as rejected:
-        return str(rejected)
-    return "read"
+    with pytest.raises(RejectedFile, match=r"^not a regular file: a named pipe \(FIFO\)$"):
+        _without_waiting_on(fifo, lambda: read_image(str(fifo), str(tmp_path), MAX_PIXELS,
+                                                     MAX_FILE_BYTES))
 
 
 def test_a_symlink_leading_outside_the_data_root_is_refused(tmp_path):
