@@ -30,6 +30,9 @@ def trainer_launcher(config: PipelineConfig, image: str) -> Optional[TrainerLaun
             "image": image,
             "resources": worker_resources(config),
             "pipeline_name": config.pipeline_name,
+            "active_deadline_s": config.tfjob_active_deadline_s,
+            "pending_deadline_s": config.tfjob_pending_deadline_s,
+            "ttl_s": config.tfjob_ttl_s,
         }})
     if not config.vertex_project:
         raise ValueError("Invalid setting vertex_project='': expected the Google Cloud "

@@ -20,23 +20,40 @@ Connection, as kfp's client and CLI take it:
   token      --existing-token, else KFP_EXISTING_TOKEN (kfp CLI's), else the service-account
              token in the file KF_PIPELINES_SA_TOKEN_PATH names (default
              /var/run/secrets/kubeflow/pipelines/token), if there is one.
+
+A command succeeds only when the API said so: every request has a timeout (--timeout), an
+answer that is not the API's JSON (e.g. an auth proxy's login page, answered with 200) or
+lacks the id asked for is an error, and no message carries the token or the endpoint's
+password.
 """
 import argparse
+import copy
 import datetime
 import json
 import os
+import re
 import sys
+import urllib.parse
 from typing import Optional
 
 import kfp
 import kfp_server_api
 import urllib3
+from kfp_server_api import rest
 from kfp.client import (KF_PIPELINES_SA_TOKEN_ENV, KF_PIPELINES_SA_TOKEN_PATH,
                         ServiceAccountTokenVolumeCredentials)
 
 from pipeline.config import PipelineConfig
 
 SPEC_DIR = os.path.join("outputs", "kubeflow")
+REQUEST_TIMEOUT_S = 60
+# A credential in a header that an error body or reason may quote, spelled as clients send
+# it (not "bearer token" in a message).
+_AUTHORIZATION = re.compile(r"\b(Bearer|Basic) +[^\s'\",;)]+")
+
+
+class KfpAnswerError(Exception):
+    """The API's endpoint answered, but not as the API does (or not in time)."""
 
 
 def spec_path(config: PipelineConfig, spec_dir: str = SPEC_DIR) -> str:
@@ -49,9 +66,100 @@ def schedule_name(config: PipelineConfig) -> str:
     return f"{config.pipeline_name} schedule"
 
 
-def connect(endpoint: str, namespace: Optional[str], token: Optional[str]) -> kfp.Client:
+def without_credentials(endpoint: str) -> str:
+    """The endpoint as it may be printed: without user and password."""
+    url = urllib.parse.urlsplit(endpoint)
+    return url._replace(netloc=url.netloc.rpartition("@")[2]).geturl()
+
+
+class Redactor:
+    """Removes the token and the endpoint's password from text that may quote them."""
+
+    def __init__(self, endpoint: str, token: Optional[str]):
+        self.secrets = [secret for secret in (token, urllib.parse.urlsplit(endpoint).password)
+                        if secret]
+
+    def __call__(self, text) -> str:
+        text = text.decode(errors="replace") if isinstance(text, bytes) else str(text or "")
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return _AUTHORIZATION.sub(r"\1 ***", text)
+
+
+class GuardedRest(rest.RESTClientObject):
+    """kfp's REST client with a timeout on every request, only JSON objects taken as the
+    API's answers, and nothing a credential could be in kept in the errors it raises (kfp
+    logs them, and a proxy may echo the request's headers)."""
+
+    def __init__(self, configuration, endpoint: str, redact: Redactor, timeout_s: float):
+        configuration = copy.copy(configuration)
+        # urllib3 would retry a GET that timed out, 3 times: the timeout is the whole wait.
+        configuration.retries = urllib3.Retry(3, read=False)
+        super().__init__(configuration)
+        self.endpoint, self.redact, self.timeout_s = endpoint, redact, timeout_s
+        self.last_answer = ""  # what the latest request got: status, content type, first line
+
+    def request(self, method, url, *args, **kwargs):
+        path = urllib.parse.urlsplit(url).path
+        # kfp sets no timeout: a socket that accepts and never answers would block forever.
+        kwargs["_request_timeout"] = (self.timeout_s, self.timeout_s)
+        try:
+            response = super().request(method, url, *args, **kwargs)
+        except kfp_server_api.ApiException as error:
+            # kfp's API client decodes the body: bytes it stays.
+            error.reason, error.body = self.redact(error.reason), self.redact(error.body).encode()
+            error.headers = None
+            raise
+        except urllib3.exceptions.TimeoutError:
+            raise KfpAnswerError(f"KFP API at {self.endpoint} did not answer within "
+                                 f"{self.timeout_s} s ({method} {path}).") from None
+        first_line = self.redact(response.data).strip().partition("\n")[0][:200]
+        self.last_answer = (f"{response.status}, {response.getheader('Content-Type')}, "
+                            f"first line {first_line!r}")
+        try:
+            answer = json.loads(response.data)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise KfpAnswerError(f"KFP API at {self.endpoint} answered {method} {path} with "
+                                 f"something not the API's JSON: {self.last_answer}. Is the "
+                                 "endpoint the API's, and the token valid?")
+        return response
+
+
+class Client(kfp.Client):
+    """kfp's client, every request of which goes through GuardedRest."""
+
+    def __init__(self, guarded_rest, **options):
+        self._make_guarded_rest = guarded_rest
+        super().__init__(**options)
+        self._guard()
+
+    def _guard(self) -> None:
+        api_client = self._healthz_api.api_client  # every service's, one
+        if not isinstance(api_client.rest_client, GuardedRest):
+            api_client.rest_client = self._make_guarded_rest(api_client.configuration)
+
+    def get_kfp_healthz(self, sleep_duration: int = 5):
+        self._guard()  # kfp.Client's constructor asks this before it returns
+        return super().get_kfp_healthz(sleep_duration)
+
+    def answered(self, value: Optional[str], key: str) -> str:
+        """The id an answer carries; an answer without it is not the API's."""
+        if not value:
+            rest_client = self._healthz_api.api_client.rest_client
+            raise KfpAnswerError(f"KFP API at {rest_client.endpoint} answered without {key}: "
+                                 f"{rest_client.last_answer}.")
+        return value
+
+
+def connect(endpoint: str, namespace: Optional[str], token: Optional[str],
+            timeout_s: float = REQUEST_TIMEOUT_S) -> Client:
     """kfp's client; a namespace or token not given is left to kfp's own defaults."""
-    options = {}
+    printable = without_credentials(endpoint)
+    redact = Redactor(endpoint, token)
+    # kfp prints links to the UI, on the API's host unless told.
+    options = {"ui_host": printable}
     if namespace:
         options["namespace"] = namespace
     if token:
@@ -61,7 +169,8 @@ def connect(endpoint: str, namespace: Optional[str], token: Optional[str]) -> kf
         token_file = os.environ.get(KF_PIPELINES_SA_TOKEN_ENV) or KF_PIPELINES_SA_TOKEN_PATH
         if os.path.isfile(token_file):
             options["credentials"] = ServiceAccountTokenVolumeCredentials(token_file)
-    return kfp.Client(host=endpoint, **options)
+    return Client(lambda configuration: GuardedRest(configuration, printable, redact, timeout_s),
+                  host=endpoint, **options)
 
 
 def _parameters(pairs: list[str]) -> dict[str, str]:
@@ -118,32 +227,36 @@ def _describe(recurring_run: kfp_server_api.V2beta1RecurringRun) -> str:
     return f"{recurring_run.recurring_run_id}  {recurring_run.display_name!r}  {when}  {status}"
 
 
-def upload(client: kfp.Client, spec: str, config: PipelineConfig) -> None:
+def upload(client: Client, spec: str, config: PipelineConfig) -> None:
     name = config.pipeline_name
     pipeline_id = client.get_pipeline_id(name)
     if pipeline_id is None:
         pipeline = client.upload_pipeline(spec, pipeline_name=name)
-        print(f"Uploaded pipeline {name} ({pipeline.pipeline_id}).")
+        print(f"Uploaded pipeline {name} "
+              f"({client.answered(pipeline.pipeline_id, 'pipeline_id')}).")
         return
     version_name = f"{name} {datetime.datetime.now().isoformat(timespec='seconds')}"
     version = client.upload_pipeline_version(
         spec, pipeline_version_name=version_name, pipeline_id=pipeline_id)
-    print(f"Uploaded version {version_name!r} ({version.pipeline_version_id}) of {name}.")
+    version_id = client.answered(version.pipeline_version_id, "pipeline_version_id")
+    print(f"Uploaded version {version_name!r} ({version_id}) of {name}.")
 
 
-def run(client: kfp.Client, spec: str, config: PipelineConfig, experiment: str,
+def run(client: Client, spec: str, config: PipelineConfig, experiment: str,
         parameters: dict[str, str]) -> None:
-    experiment_id = client.create_experiment(experiment).experiment_id
+    experiment_id = client.answered(client.create_experiment(experiment).experiment_id,
+                                    "experiment_id")
     job_name = f"{config.pipeline_name} {datetime.datetime.now().isoformat(timespec='seconds')}"
     result = client.run_pipeline(
         experiment_id, job_name, pipeline_package_path=spec, params=parameters,
         pipeline_root=config.pipeline_root)
-    print(f"Started run {result.run_id}.")
+    print(f"Started run {client.answered(result.run_id, 'run_id')}.")
 
 
-def schedule(client: kfp.Client, spec: str, config: PipelineConfig, experiment: str,
+def schedule(client: Client, spec: str, config: PipelineConfig, experiment: str,
              parameters: dict[str, str], cron: str) -> None:
-    experiment_id = client.create_experiment(experiment).experiment_id
+    experiment_id = client.answered(client.create_experiment(experiment).experiment_id,
+                                    "experiment_id")
     name = schedule_name(config)
     # KFP cannot change a recurring run's trigger or spec: the old one is deleted, and before
     # the new one is created, so that a failed creation leaves no schedule (and says so; a
@@ -156,7 +269,8 @@ def schedule(client: kfp.Client, spec: str, config: PipelineConfig, experiment: 
         # One run at a time, and no backfill of the runs missed while paused.
         max_concurrency=1, no_catchup=True,
         pipeline_package_path=spec, params=parameters, pipeline_root=config.pipeline_root)
-    print(f"Created recurring run {recurring_run.recurring_run_id} {name!r}: {cron}.")
+    recurring_run_id = client.answered(recurring_run.recurring_run_id, "recurring_run_id")
+    print(f"Created recurring run {recurring_run_id} {name!r}: {cron}.")
 
 
 def list_schedules(client: kfp.Client, config: PipelineConfig, experiment: str) -> None:
@@ -202,6 +316,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cron", help="schedule: 6-field cron, e.g. '0 0 3 * * 1'")
     parser.add_argument("--id", dest="recurring_run_id",
                         help="unschedule: delete this recurring run only")
+    parser.add_argument("--timeout", type=float, default=REQUEST_TIMEOUT_S, metavar="SECONDS",
+                        help="for each request to answer (default: %(default)s)")
     args = parser.parse_args(argv)
     if not args.endpoint:
         parser.error("no KFP endpoint: pass --endpoint or set KF_PIPELINES_ENDPOINT "
@@ -212,8 +328,10 @@ def main(argv: list[str]) -> int:
         parser.error("schedule needs --cron.")
     parameters = _parameters(args.param)
     cron = _check_cron(args.cron) if args.command == "schedule" else None
+    endpoint = without_credentials(args.endpoint)
+    redact = Redactor(args.endpoint, args.existing_token)
     try:
-        client = connect(args.endpoint, args.namespace, args.existing_token)
+        client = connect(args.endpoint, args.namespace, args.existing_token, args.timeout)
         if args.command == "upload":
             upload(client, args.spec, config)
         elif args.command == "run":
@@ -224,17 +342,20 @@ def main(argv: list[str]) -> int:
             list_schedules(client, config, args.experiment)
         else:
             unschedule(client, config, args.experiment, args.recurring_run_id)
+    except KfpAnswerError as error:
+        print(error, file=sys.stderr)
+        return 1
     except kfp_server_api.ApiException as error:
-        print(f"KFP API at {args.endpoint} answered {error.status} {error.reason}: "
-              f"{(error.body or '').strip()}", file=sys.stderr)
+        print(f"KFP API at {endpoint} answered {error.status} {redact(error.reason)}: "
+              f"{redact(error.body).strip()}", file=sys.stderr)
         return 1
     except urllib3.exceptions.HTTPError as error:
-        print(f"Cannot reach the KFP API at {args.endpoint}: {error}", file=sys.stderr)
+        print(f"Cannot reach the KFP API at {endpoint}: {redact(error)}", file=sys.stderr)
         return 1
     except TimeoutError as error:
         # kfp.Client, given no namespace, asks the API whether it is multi-user, and gives up
         # after 5 failed tries (~25 s): the endpoint is likely not the API's.
-        print(f"KFP API at {args.endpoint}: {error}", file=sys.stderr)
+        print(f"KFP API at {endpoint}: {redact(error)}", file=sys.stderr)
         return 1
     return 0
 

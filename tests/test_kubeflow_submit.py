@@ -9,6 +9,7 @@ submission only sends it, so nothing here compiles the pipeline.
 import itertools
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -54,6 +55,8 @@ class FakeKfp:
         self.experiments = []
         self.recurring_runs = []
         self.fail_with = None  # an HTTP status every call answers
+        self.drop = None  # a key every answer leaves out
+        self.echo_authorization = False  # a refusal quotes the request's Authorization
         self._ids = itertools.count(1)
 
     def add_experiment(self, name, namespace=""):
@@ -193,13 +196,17 @@ class FakeKfpApi(BaseHTTPRequestHandler):
         if url.path == "/apis/v2beta1/healthz":
             return self._answer(200, {"multi_user": api.multi_user})
         if api.multi_user and self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            return self._answer(401, {"code": 16, "message": "no valid bearer token"})
+            echoed = (f" (got {self.headers.get('Authorization')})" if api.echo_authorization
+                      else "")
+            return self._answer(401, {"code": 16, "message": f"no valid bearer token{echoed}"})
         for route_method, pattern, handler in ROUTES:
             match = re.fullmatch(pattern, url.path)
             if route_method == method and match:
                 is_json = self.headers.get("Content-Type", "").startswith("application/json")
-                return self._answer(*handler(api, query, json.loads(body) if is_json and body
-                                             else body, *match.groups()))
+                status, answer = handler(api, query, json.loads(body) if is_json and body
+                                         else body, *match.groups())
+                answer.pop(api.drop, None)
+                return self._answer(status, answer)
         self._answer(404, {"code": 5, "message": f"no route {method} {url.path}"})
 
     def do_GET(self):
@@ -518,3 +525,135 @@ def test_submission_does_not_load_tfx_or_the_compiler():
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "[]"
+
+
+# --- Answers that are not KFP's, and credentials -------------------------------------
+
+LOGIN_PAGE = b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n"
+
+
+class LoginPage(BaseHTTPRequestHandler):
+    """An auth proxy in front of the API: its login page, 200, whatever is asked."""
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(LOGIN_PAGE)))
+        self.end_headers()
+        self.wfile.write(LOGIN_PAGE)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+
+class HeaderEcho(BaseHTTPRequestHandler):
+    """A proxy that refuses every call, echoing the request's headers in its body and its
+    reason."""
+
+    def log_message(self, *args):
+        pass
+
+    def _answer(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        echoed = str(self.headers).encode()
+        self.send_response(502, f"Bad Gateway ({self.headers.get('Authorization')})")
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("X-Echo-Authorization", self.headers.get("Authorization", ""))
+        self.send_header("Content-Length", str(len(echoed)))
+        self.end_headers()
+        self.wfile.write(echoed)
+
+    do_GET = do_POST = do_DELETE = _answer
+
+
+@pytest.fixture
+def stand_in(request):
+    """A loopback server with the handler class given by indirect parametrization."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), request.param)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+COMMANDS = [("run",), ("schedule", "--cron", "0 0 3 * * 1"), ("upload",)]
+
+
+@pytest.mark.parametrize("stand_in", [LoginPage], indirect=True)
+@pytest.mark.parametrize("namespace", [(), ("--namespace", "team-a")], ids=["healthz", "ns"])
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda command: command[0])
+def test_a_login_page_answered_with_200_is_an_error(stand_in, submit_env, spec_file, command,
+                                                    namespace, capsys):
+    endpoint = f"http://{stand_in}"
+    assert submit.main([*command, "--endpoint", endpoint, "--spec", spec_file,
+                        *namespace]) == 1
+    out, err = capsys.readouterr()
+    assert not re.search("Started|Created|Uploaded", out)
+    assert re.search(rf"KFP API at {re.escape(endpoint)} answered .+ not the API's JSON: "
+                     r"200, text/html; charset=utf-8, first line '<!DOCTYPE html>'", err), err
+
+
+@pytest.mark.parametrize("command, key", [(("run",), "run_id"),
+                                          (("schedule", "--cron", "0 0 3 * * 1"),
+                                           "recurring_run_id"),
+                                          (("upload",), "pipeline_id")],
+                         ids=["run", "schedule", "upload"])
+def test_an_answer_without_the_id_is_an_error(kfp_api, submit_env, spec_file, command, key,
+                                              capsys):
+    kfp_api.drop = key
+    assert _submit(kfp_api, *command, "--spec", spec_file) == 1
+    out, err = capsys.readouterr()
+    assert not re.search("Started|Created|Uploaded", out)
+    assert re.search(rf"KFP API at {re.escape(kfp_api.endpoint)} answered without "
+                     rf"{key}: 200, application/json, first line '{{", err), err
+
+
+@pytest.mark.parametrize("namespace", [(), ("--namespace", "team-a")], ids=["healthz", "ns"])
+def test_a_server_that_never_answers_fails_within_the_timeout(submit_env, spec_file,
+                                                              namespace, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts, never answers
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        assert submit.main(["run", "--endpoint", endpoint, "--spec", spec_file, *namespace,
+                            "--timeout", "1"]) == 1
+        elapsed = time.monotonic() - started
+    assert elapsed < 3
+    assert f"KFP API at {endpoint} did not answer within 1.0 s" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stand_in", [HeaderEcho], indirect=True)
+@pytest.mark.parametrize("namespace", [(), ("--namespace", "team-a")], ids=["healthz", "ns"])
+def test_no_token_or_url_password_is_printed_or_logged(stand_in, submit_env, spec_file,
+                                                       monkeypatch, namespace, capsys, caplog):
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)  # kfp's 5 s between healthz tries
+    assert submit.main(["run", "--endpoint", f"http://alice:pass-of-alice@{stand_in}",
+                        "--existing-token", TOKEN, "--spec", spec_file, *namespace]) == 1
+    out, err = capsys.readouterr()
+    printed = out + err + caplog.text
+    assert f"KFP API at http://{stand_in}" in err
+    assert "Bearer ***" in printed  # the echo was there, redacted
+    assert TOKEN not in printed and "pass-of-alice" not in printed
+
+
+def test_a_url_password_is_not_printed_on_success(kfp_api, submit_env, spec_file, capsys):
+    endpoint = kfp_api.endpoint.replace("http://", "http://alice:pass-of-alice@")
+    assert submit.main(["run", "--endpoint", endpoint, "--spec", spec_file]) == 0
+    out = capsys.readouterr().out
+    assert "Started run run-1." in out and f"{kfp_api.endpoint}/#/runs/details/run-1" in out
+    assert "pass-of-alice" not in out
+
+
+def test_the_service_account_token_is_not_printed_either(multi_user_api, submit_env,
+                                                        spec_file, monkeypatch, capsys):
+    token_file = submit_env / "sa-token"
+    token_file.write_text("token-of-the-pod\n")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    multi_user_api.echo_authorization = True
+    assert _submit(multi_user_api, "run", "--spec", spec_file, "--namespace", "team-a") == 1
+    err = capsys.readouterr().err
+    assert "answered 401" in err and "Bearer ***" in err
+    assert "token-of-the-pod" not in err

@@ -8,6 +8,7 @@ test_multi_worker_e2e.py.
 import copy
 import json
 import shutil
+import signal
 import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,6 +59,8 @@ def test_on_kubeflow_the_trainer_task_launches_a_tfjob_of_n_workers(tmp_path):
         # The workers have GPUs: the image with TensorFlow's CUDA libraries.
         "image": f"cats-dogs-resnet:{image.code_fingerprint()}-gpu",
         "pipeline_name": "cats-dogs-resnet",
+        # PipelineConfig's defaults: a week's run, an hour's wait for nodes, an hour kept.
+        "active_deadline_s": 604800, "pending_deadline_s": 3600, "ttl_s": 3600,
         # Each worker gets the Trainer's requests; the launching task a small task's.
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
                       "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"}}}
@@ -145,7 +148,10 @@ def a_manifest(**settings) -> dict:
         "command": ["python", "-m", "tfx.scripts.run_executor", "--inputs", "{}"],
         "workers": 3, "labels": {"app.kubernetes.io/part-of": "cats-dogs-resnet"},
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"},
-                      "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"}}, **settings})
+                      "limits": {"memory": "16Gi", "nvidia.com/gpu": "2"}},
+        "active_deadline_s": 86400, "ttl_s": 3600, "service_account": "default-editor",
+        "owner": {"apiVersion": "v1", "kind": "Pod", "name": "run-trainer-driver",
+                  "uid": "0b6c1a2e-1f1e-4c1e-9d61-5b3f6f7f1a01"}, **settings})
 
 
 def test_the_tfjob_manifest_satisfies_the_operators_crd_field_by_field(tfjob_crd_schema):
@@ -157,6 +163,14 @@ def test_the_tfjob_manifest_satisfies_the_operators_crd_field_by_field(tfjob_crd
     [(replica_type, replicas)] = manifest["spec"]["tfReplicaSpecs"].items()
     assert replica_type == "Worker" and replicas["replicas"] == 3
     assert replicas["template"]["spec"]["containers"][0]["name"] == "tensorflow"
+    # What makes the job behave like KFP's pods and end with its task, all declared.
+    assert manifest["spec"]["runPolicy"]["activeDeadlineSeconds"] == 86400
+    assert manifest["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 3600
+    template = replicas["template"]
+    assert template["spec"]["serviceAccountName"] == "default-editor"
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert manifest["metadata"]["ownerReferences"][0]["kind"] == "Pod"
     # The check can fail: a misspelt field, a wrong type.
     misspelt = a_manifest()
     misspelt["spec"]["tfReplicaSpecs"]["Worker"]["replica"] = 3
@@ -176,9 +190,24 @@ class FakeKubernetes:
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, str, dict | None]] = []
         self.gets = 0
+        # What the next requests to a job get instead of an answer: a status, or "reset"
+        # (the connection closed unanswered).
+        self.failures: list[int | str] = []
+        self.on_get = None  # called at each GET of a job
+        self.pods = {"run-trainer-driver": {
+            "metadata": {"name": "run-trainer-driver", "namespace": "team-a",
+                         "uid": "0b6c1a2e-1f1e-4c1e-9d61-5b3f6f7f1a01"},
+            "spec": {"serviceAccountName": "default-editor", "containers": [
+                {"name": "main", "image": "registry/cats-dogs:1"}]}}}
+        self.unschedulable = "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."
 
     def handle(self, method: str, path: str, body: dict | None):
         self.requests.append((method, path, body))
+        if path.startswith("/api/v1/namespaces/team-a/pods"):
+            return self._pods(path)
+        if self.failures:
+            return self.failures.pop(0), {"kind": "Status", "code": 503,
+                                          "reason": "ServiceUnavailable"}
         prefix = f"/apis/{tfjob.GROUP}/{tfjob.VERSION}/namespaces/"
         if not path.startswith(prefix):
             return 404, {"kind": "Status", "code": 404}
@@ -190,6 +219,8 @@ class FakeKubernetes:
             return 404, {"kind": "Status", "code": 404, "reason": "NotFound"}
         job = self.jobs[name[0]]
         if method == "GET":
+            if self.on_get:
+                self.on_get(self.gets)
             passed = self.conditions[:self.gets + 1]
             self.gets += 1
             job["status"] = {
@@ -201,6 +232,18 @@ class FakeKubernetes:
             del self.jobs[name[0]]
             return 200, {"kind": "Status", "status": "Success"}
         return 405, {}
+
+    def _pods(self, path: str):
+        """The launching pod, or the job's worker pods, unschedulable."""
+        name = path.rsplit("/", 1)[-1]
+        if name != "pods":
+            return (200, self.pods[name]) if name in self.pods else (404, {"code": 404})
+        [job] = self.jobs
+        return 200, {"kind": "PodList", "items": [{
+            "metadata": {"name": f"{job}-worker-{index}"},
+            "status": {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": self.unschedulable}]}} for index in range(3)]}
 
 
 @pytest.fixture
@@ -219,6 +262,9 @@ def fake_kubernetes(tmp_path, monkeypatch):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length)) if length else None
                 status, answer = fake.handle(method, self.path.split("?")[0], body)
+                if status == "reset":
+                    self.close_connection = True
+                    return
                 payload = json.dumps(answer).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -255,15 +301,32 @@ def fake_kubernetes(tmp_path, monkeypatch):
         server.shutdown()
 
 
+HOUR = 3600
+
+
 def no_wait(_seconds):
     pass
+
+
+class FakeClock:
+    """time.monotonic for run_tfjob, advanced by its sleeps."""
+
+    def __init__(self):
+        self.now, self.sleeps = 0.0, []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
 
 
 def test_a_tfjob_is_created_followed_to_success_and_deleted(fake_kubernetes):
     fake = fake_kubernetes([("Created", "TFJobCreated", ""), ("Running", "TFJobRunning", ""),
                             ("Succeeded", "TFJobSucceeded", "TFJob team-a/x successfully completed.")])
     manifest = a_manifest()
-    finished = tfjob.run_tfjob(tfjob.kubernetes_api(), manifest, sleep=no_wait)
+    finished = tfjob.run_tfjob(tfjob.kubernetes_api(), manifest, HOUR, sleep=no_wait)
     assert tfjob.condition(finished)["type"] == "Succeeded"
     methods = [(method, path.rsplit("/", 1)[-1]) for method, path, _ in fake.requests]
     assert methods == [("POST", "tfjobs")] + [("GET", "trainer-0123456789ab")] * 3 + [
@@ -280,7 +343,7 @@ def test_a_failed_tfjob_fails_the_task_with_its_reason_and_is_deleted(fake_kuber
                              "Worker replica(s) failed.")])
     with pytest.raises(RuntimeError, match=r"TFJob team-a/trainer-0123456789ab failed: "
                                            r"TFJobFailed: .*1 Worker replica\(s\) failed"):
-        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), sleep=no_wait)
+        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), HOUR, sleep=no_wait)
     assert fake.requests[-1][0] == "DELETE" and fake.jobs == {}
 
 
@@ -291,7 +354,7 @@ def test_a_task_stopped_while_following_still_deletes_its_tfjob(fake_kubernetes)
         raise SystemExit("Trainer task stopped")  # as the SIGTERM handler exits
 
     with pytest.raises(SystemExit):
-        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), sleep=stopped)
+        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), HOUR, sleep=stopped)
     assert fake.requests[-1][0] == "DELETE" and fake.jobs == {}
 
 
@@ -302,14 +365,16 @@ def test_the_executor_runs_tfx_trainer_on_every_worker_with_the_task_artifacts(
     examples, model = standard_artifacts.Examples(), standard_artifacts.Model()
     examples.uri, model.uri = f"{BUCKET}/Transform/transformed_examples/7", f"{BUCKET}/Trainer/model/9"
     model_settings = PipelineConfig(trainer_workers=3).model_config().to_custom_config()
+    monkeypatch.setenv(tfjob.POD_NAME_ENV, "run-trainer-driver")  # as KFP sets it
     settings = {"workers": 3, "image": "registry/cats-dogs:1", "pipeline_name": "cats-dogs",
-                "resources": {"requests": {"cpu": "4", "memory": "16Gi"}}}
+                "resources": {"requests": {"cpu": "4", "memory": "16Gi"}},
+                "active_deadline_s": 86400, "pending_deadline_s": 600, "ttl_s": 3600}
     exec_properties = {"run_fn": "models.trainer.run_fn", "train_args": "{}", "eval_args": "{}",
                        "custom_config": json.dumps({**model_settings, "tfjob": settings})}
 
     tfjob_executor.Executor().Do({"examples": [examples]}, {"model": [model]}, exec_properties)
 
-    created = fake.requests[0][2]
+    [created] = [body for method, _, body in fake.requests if method == "POST"]
     assert created["metadata"]["namespace"] == "team-a"  # the kubeconfig context's
     worker = created["spec"]["tfReplicaSpecs"]["Worker"]
     assert worker["replicas"] == 3
@@ -326,3 +391,95 @@ def test_the_executor_runs_tfx_trainer_on_every_worker_with_the_task_artifacts(
     assert json.loads(worker_properties["custom_config"]) == model_settings
     assert worker_properties["run_fn"] == "models.trainer.run_fn"
     assert fake.requests[-1][0] == "DELETE"
+    # As the launching pod's own: its service account, no Istio sidecar; owned by it.
+    template = worker["template"]
+    assert template["spec"]["serviceAccountName"] == "default-editor"
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert template["metadata"]["labels"]["sidecar.istio.io/inject"] == "false"
+    assert created["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": "run-trainer-driver",
+         "uid": "0b6c1a2e-1f1e-4c1e-9d61-5b3f6f7f1a01"}]
+    assert created["spec"]["runPolicy"]["activeDeadlineSeconds"] == 86400
+    assert created["spec"]["runPolicy"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_transient_api_errors_are_retried_with_backoff_and_the_job_runs_on(fake_kubernetes):
+    fake = fake_kubernetes([("Created", "TFJobCreated", ""), ("Running", "TFJobRunning", ""),
+                            ("Running", "TFJobRunning", ""), ("Succeeded", "TFJobSucceeded", "")])
+    fake.on_get = lambda gets: gets == 1 and fake.failures.extend([503, "reset", 500, 429])
+    clock = FakeClock()
+    finished = tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), HOUR, poll_s=10,
+                               sleep=clock.sleep, clock=clock)
+    assert tfjob.condition(finished)["type"] == "Succeeded"
+    # One DELETE, at the end; the backoff doubles between the polls' 10 s.
+    assert [method for method, _, _ in fake.requests].count("DELETE") == 1
+    assert fake.requests[-1][0] == "DELETE"
+    assert [s for s in clock.sleeps if s != 10][:3] == [1, 2, 4]
+
+
+def test_an_api_down_for_good_fails_the_task_after_the_bound(fake_kubernetes):
+    fake = fake_kubernetes([("Created", "TFJobCreated", ""), ("Running", "TFJobRunning", "")])
+    fake.on_get = lambda gets: gets == 1 and fake.failures.extend([503] * 100)
+    clock = FakeClock()
+    with pytest.raises(tfjob.ApiException) as failure:
+        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), HOUR, sleep=clock.sleep,
+                        clock=clock)
+    assert failure.value.status == 503
+    gets = [path for method, path, _ in fake.requests if method == "GET"]
+    assert len(gets) == 2 + tfjob.API_TRIES  # the good ones, then the tries
+    # The GET's backoff, then the DELETE's, tried as long.
+    assert [s for s in clock.sleeps if s != 10] == [1, 2, 4, 8, 16] * 2
+
+
+def test_a_client_error_is_not_retried(fake_kubernetes):
+    fake = fake_kubernetes([("Created", "TFJobCreated", "")])
+    fake.failures = [403]
+    with pytest.raises(tfjob.ApiException, match="403"):
+        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), HOUR, sleep=no_wait)
+    assert [method for method, _, _ in fake.requests] == ["POST", "DELETE"]
+
+
+def test_a_job_pending_past_its_deadline_fails_with_the_schedulers_reason(fake_kubernetes):
+    fake = fake_kubernetes([("Created", "TFJobCreated", "")])  # no nodes: it stays Created
+    clock = FakeClock()
+    with pytest.raises(RuntimeError, match=(
+            r"TFJob team-a/trainer-0123456789ab still pending after 600 s: pod "
+            r"trainer-0123456789ab-worker-0: Unschedulable: 0/4 nodes are available: 4 "
+            r"Insufficient nvidia.com/gpu\.")):
+        tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), 600, poll_s=10,
+                        sleep=clock.sleep, clock=clock)
+    assert 600 < clock.now <= 610
+    assert fake.requests[-1][0] == "DELETE" and fake.jobs == {}
+
+
+def test_a_job_that_ran_is_not_failed_by_the_pending_deadline(fake_kubernetes):
+    fake = fake_kubernetes([("Created", "TFJobCreated", ""), ("Running", "TFJobRunning", ""),
+                            ("Restarting", "TFJobRestarting", "")] + [
+                            ("Restarting", "TFJobRestarting", "")] * 100 + [
+                            ("Succeeded", "TFJobSucceeded", "")])
+    clock = FakeClock()
+    tfjob.run_tfjob(tfjob.kubernetes_api(), a_manifest(), 60, poll_s=10, sleep=clock.sleep,
+                    clock=clock)
+    assert clock.now > 60 and fake.requests[-1][0] == "DELETE"
+
+
+def test_sigterm_to_the_launcher_deletes_its_tfjob(fake_kubernetes, monkeypatch, tmp_path):
+    fake = fake_kubernetes([("Created", "TFJobCreated", ""), ("Running", "TFJobRunning", "")])
+    monkeypatch.setattr(tfjob, "NAMESPACE_FILE", str(tmp_path / "no-such-file"))
+    # KFP stopping the run: SIGTERM to the task's process, here while it polls.
+    fake.on_get = lambda gets: gets == 0 and signal.pthread_kill(
+        threading.main_thread().ident, signal.SIGTERM)
+    model_settings = PipelineConfig(trainer_workers=3).model_config().to_custom_config()
+    settings = {"workers": 3, "image": "registry/cats-dogs:1", "pipeline_name": "cats-dogs",
+                "resources": {}, "active_deadline_s": 86400, "pending_deadline_s": 600,
+                "ttl_s": 3600}
+    exec_properties = {"run_fn": "models.trainer.run_fn", "train_args": "{}", "eval_args": "{}",
+                       "custom_config": json.dumps({**model_settings, "tfjob": settings})}
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit, match="Trainer task stopped"):
+            tfjob_executor.Executor().Do({}, {"model": [standard_artifacts.Model()]},
+                                         exec_properties)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [method for method, _, _ in fake.requests][-1] == "DELETE" and fake.jobs == {}

@@ -12,6 +12,7 @@ import sys
 import uuid
 from typing import Any
 
+from absl import logging
 from tfx import types
 from tfx.components.trainer import executor as trainer_executor
 from tfx.dsl.components.base import base_executor
@@ -50,15 +51,25 @@ class Executor(base_executor.BaseExecutor):
         settings = custom_config.pop(TFJOB_SETTINGS_KEY)
         worker_properties = {**exec_properties, standard_component_specs.CUSTOM_CONFIG_KEY:
                              json_utils.dumps(custom_config)}
+        # KFP stops a task with SIGTERM: exit through the job's deletion, not around it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit("Trainer task stopped"))
+        api_client, namespace = tfjob.kubernetes_api(), tfjob.current_namespace()
+        pod = tfjob.launching_pod(api_client, namespace)
+        if pod is None:
+            logging.warning("Not in a KFP task's pod (no %s): the TFJob runs as the "
+                            "namespace's default service account, owned by nothing.",
+                            tfjob.POD_NAME_ENV)
         manifest = tfjob.tfjob_manifest(
             name=f"trainer-{uuid.uuid4().hex[:12]}",
-            namespace=tfjob.current_namespace(),
+            namespace=namespace,
             image=settings["image"],
             command=worker_command(input_dict, output_dict, worker_properties),
             workers=settings["workers"],
             resources=settings["resources"],
             labels={"app.kubernetes.io/part-of": settings["pipeline_name"],
-                    "app.kubernetes.io/component": "trainer"})
-        # KFP stops a task with SIGTERM: exit through the job's deletion, not around it.
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit("Trainer task stopped"))
-        tfjob.run_tfjob(tfjob.kubernetes_api(), manifest)
+                    "app.kubernetes.io/component": "trainer"},
+            active_deadline_s=settings["active_deadline_s"],
+            ttl_s=settings["ttl_s"],
+            service_account=pod and pod["spec"]["service_account_name"],
+            owner=pod and tfjob.owner_reference(pod))
+        tfjob.run_tfjob(api_client, manifest, pending_deadline_s=settings["pending_deadline_s"])
