@@ -24,7 +24,16 @@ export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 # where `RUN='x; id'` would run `id`. (Variables set on make's command line are exported.)
 
 .PHONY: pipeline pipeline-run register retrain history report test venv clean bench bench-model bench-photos \
-        flink-runner bench-flink
+        flink-runner bench-flink help settings predict
+
+# The commands, each from the "## " comment on its target's line: the one place they are described.
+help:  ## These commands
+	@grep -hE '^[a-z-]+:.*  ## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*  ## (.*)$$/\1\t\2/' | \
+	  expand -t 22 | sed 's/^/make /'
+
+# Every setting: default, allowed values, current value (from PipelineConfig itself).
+settings: venv  ## Every setting: its default, allowed values and current value
+	$(BIN)/python -m pipeline.settings
 
 # The virtual environment, from the fully pinned lock. Re-created when the lock changes.
 # TFX 1.16 declares Requires-Python <3.11 although it runs on 3.11: hence the flag.
@@ -36,14 +45,14 @@ $(VENV)/.installed: requirements.lock setup.py
 	$(BIN)/python -c "import tfx.v1, tensorflow_transform, tensorflow_model_analysis, pipeline"
 	touch $@
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed  ## Create .venv from the pinned lock (every command does it first)
 
 # The whole pipeline on DATA_ROOT (default: the generated dataset), through the TFX CLI,
 # holding the pipeline root's lock until the run ends, the processes it starts included
 # (pipeline/run_lock.py): a second run exits at once, with status 75 and who holds it.
 # Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
 pipeline: export PYTHONWARNINGS := ignore::FutureWarning
-pipeline: venv
+pipeline: venv  ## Generate the default dataset (DATA_ROOT unset), then run the whole pipeline
 	$(BIN)/python -m pipeline.run_lock "make pipeline" $(MAKE) --no-print-directory pipeline-run
 
 # The steps of `make pipeline`, run under its lock.
@@ -59,22 +68,28 @@ pipeline-run: venv
 # The evaluation report (HTML + JSON under outputs/reports/) of the latest run, or of
 # RUN=<run id or Evaluator output path>; COMPARE_WITH=<another run> puts two side by side.
 report: export PYTHONWARNINGS := ignore::FutureWarning
-report: venv
+report: venv  ## The evaluation report of the newest run (RUN=<run>, COMPARE_WITH=<run>)
 	$(BIN)/cats-dogs-report $${RUN:+"$$RUN"} $${COMPARE_WITH:+--compare-with "$$COMPARE_WITH"}
+
+# Classifies IMAGES (file names, space-separated; wildcards allowed) with the newest
+# pushed model: label and probability, or the error, per file.
+predict: export PYTHONWARNINGS := ignore::FutureWarning
+predict: venv  ## Classify IMAGES="a.jpg b.png" with the newest pushed model
+	$(BIN)/cats-dogs-predict $${IMAGES-}
 
 # Registers the pipeline with the TFX CLI (create, or update), unless it is registered
 # with the same code and settings already (pipeline/registration.py).
 register: export PYTHONWARNINGS := ignore::FutureWarning
-register: venv
+register: venv  ## Register the pipeline with the TFX CLI, if its code or settings changed
 	$(BIN)/python -m pipeline.registration
 
 # One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...): see the README.
 retrain: export PYTHONWARNINGS := ignore::FutureWarning
-retrain: venv
+retrain: venv  ## One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...)
 	$(BIN)/python -m pipeline.retrain
 
 # The runs so far: time, spans, eval accuracy, blessed, pushed version.
-history: venv
+history: venv  ## The runs so far: time, spans, eval accuracy, blessed, pushed version
 	$(BIN)/python -m pipeline.history
 
 # The report tests open the HTML in headless Chromium (Debian's package). The suite runs
@@ -84,39 +99,39 @@ history: venv
 # start, so that they do not build it side by side.
 SEAWEEDFS := outputs/bin/weed
 TEST_WORKERS ?= 2
-test: venv $(SEAWEEDFS)
+test: venv $(SEAWEEDFS)  ## Unit tests and end-to-end runs on tiny generated data (~45 min)
 	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
-clean:
+clean:  ## Remove outputs/ (data, runs, models, reports)
 	rm -rf outputs
 
 # Beam on Flink (BEAM_RUNNER=flink), ahead of a first run, which does it itself: Beam's
 # Flink job server fetched with Maven (flink/pom.xml: about 150 MB, kept in ~/.m2), Beam's
 # SDK worker boot program built with Go, the SDK workers' venv (pipeline/flink.py).
-flink-runner: venv
+flink-runner: venv  ## Fetch and build Beam's Flink runner ahead of a first BEAM_RUNNER=flink run
 	$(BIN)/python -m pipeline.flink
 
 # Benchmarks (benchmarks/RESULTS.md: what each measures, the latest figures). Each prints
 # its figures and its ratio against a baseline measured in the same run.
 bench-model: export PYTHONWARNINGS := ignore::FutureWarning
-bench-model: venv
+bench-model: venv  ## Benchmark: model training speed
 	$(BIN)/python -m benchmarks.model_speed
 
 # Ingestion and Transform on Flink (parallelism 1 and 2) against the DirectRunner.
 bench-flink: export PYTHONWARNINGS := ignore::FutureWarning
-bench-flink: venv
+bench-flink: venv  ## Benchmark: ingestion and Transform on Flink against the DirectRunner
 	$(BIN)/python -m benchmarks.flink
 
 # Our pipeline against a plain Keras script on real photos: DATA_ROOT=<photos, Kaggle layout>.
 bench-photos: export PYTHONWARNINGS := ignore::FutureWarning
-bench-photos: venv
+bench-photos: venv  ## Benchmark: our pipeline against a plain Keras script (DATA_ROOT=<photos>)
 	test "$$DATA_ROOT" != "$(DEFAULT_DATA_ROOT)" || { echo "Set DATA_ROOT to real photos." >&2; exit 1; }
 	$(BIN)/python -m benchmarks.real_photos --data-root "$$DATA_ROOT"
 
 # The input benchmark reads the Transform output of `make pipeline` (cached if current).
 bench: export PYTHONWARNINGS := ignore::FutureWarning
-bench: pipeline
+bench: pipeline  ## Every benchmark, after make pipeline
 	$(BIN)/python -m benchmarks.model_speed
 	$(BIN)/python -m benchmarks.cpu_kernels
 	$(BIN)/python -m benchmarks.input_pipeline
@@ -141,7 +156,7 @@ export CONTAINER_IMAGE
         kubeflow-schedule kubeflow-schedules kubeflow-unschedule
 
 kubeflow-compile: export PYTHONWARNINGS := ignore::FutureWarning
-kubeflow-compile: venv
+kubeflow-compile: venv  ## Compile the pipeline to a KFP v2 spec (kubeflow/README.md)
 	$(BIN)/python -m kubeflow.runner
 
 # Tagged with the fingerprint of the code it holds, unless CONTAINER_IMAGE names a tag: the
@@ -149,7 +164,7 @@ kubeflow-compile: venv
 # IMAGE_VARIANTS=gpu builds only the GPU one (cpu: only the CPU one).
 IMAGE_VARIANTS ?= cpu gpu
 export IMAGE_VARIANTS
-kubeflow-image: venv
+kubeflow-image: venv  ## Build and push the components' images (CPU and GPU)
 	test -n "$(CONTAINER_TOOL)" || { echo "No docker, podman or buildah on this machine." >&2; exit 1; }
 	for variant in $$IMAGE_VARIANTS; do \
 	  image=$$($(BIN)/python -m kubeflow.image --variant "$$variant"); \
@@ -160,22 +175,22 @@ kubeflow-image: venv
 # The compiled spec run on this machine as KFP's launcher runs it (local paths allowed).
 kubeflow-local: export PYTHONWARNINGS := ignore::FutureWarning
 kubeflow-local: export OUTPUT_DIR ?= outputs/kubeflow-local
-kubeflow-local: venv
+kubeflow-local: venv  ## Run the compiled spec on this machine as KFP's launcher does
 	if [ "$$DATA_ROOT" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
 	$(BIN)/python -m kubeflow.contract_run
 
 kubeflow-upload kubeflow-run kubeflow-schedule kubeflow-schedules kubeflow-unschedule: \
   export PYTHONWARNINGS := ignore::FutureWarning
-kubeflow-upload: venv
+kubeflow-upload: venv  ## Upload the spec to Kubeflow Pipelines
 	$(KUBEFLOW_SUBMIT) upload
-kubeflow-run: venv
+kubeflow-run: venv  ## Run the spec on Kubeflow Pipelines
 	$(KUBEFLOW_SUBMIT) run
-kubeflow-schedule: venv
+kubeflow-schedule: venv  ## Schedule the spec (CRON=<6 fields>)
 	$(KUBEFLOW_SUBMIT) schedule --cron "$${CRON-}"
-kubeflow-schedules: venv
+kubeflow-schedules: venv  ## List the recurring runs
 	$(KUBEFLOW_SUBMIT) schedules
-kubeflow-unschedule: venv
+kubeflow-unschedule: venv  ## Delete the recurring run ID=<id>
 	$(KUBEFLOW_SUBMIT) unschedule $${ID:+--id "$$ID"}
 
 # Kubeflow Pipelines' own backend compiler (kubeflow/argo/): the Argo Workflow KFP would run.
@@ -193,7 +208,7 @@ else
 		"$(CURDIR)/kubeflow/argo" "$(abspath $(KFP_SRC))" > outputs/kfp-argo/go.work
 	cd kubeflow/argo && GOWORK=$(CURDIR)/outputs/kfp-argo/go.work go build -buildvcs=false -o ../../$@ .
 endif
-kfp-argo-compile: $(KFP_ARGO_COMPILE)
+kfp-argo-compile: $(KFP_ARGO_COMPILE)  ## Build KFP's own backend compiler (KFP_SRC=<checkout>)
 
 # SeaweedFS, the S3 API behind KFP's default object store from KFP 2.15: the real server
 # tests/s3_server.py starts. Built once with Go from its own module, by its own go.mod and
@@ -211,7 +226,7 @@ $(SEAWEEDFS):
 	cd "$$source" && GOWORK=off GOFLAGS=-mod=readonly go build -buildvcs=false -trimpath \
 	  -ldflags="-s -w" -o $(CURDIR)/$@.partial ./weed
 	mv $@.partial $@
-seaweedfs: $(SEAWEEDFS)
+seaweedfs: $(SEAWEEDFS)  ## Build SeaweedFS, the tests' S3 server
 
 # Kubeflow Pipelines' own driver (kubeflow/kfp_driver/), run against a local MLMD server
 # (kubeflow/mlmd_server.py): the ExecutorInput KFP's driver hands each task. Built from
@@ -219,7 +234,7 @@ seaweedfs: $(SEAWEEDFS)
 # file), into outputs/bin/kfp-driver-<release>, with that release's build tag.
 KFP_DRIVER_RELEASES := 2.4.0 2.5.0 2.17.0
 .PHONY: kfp-driver
-kfp-driver:
+kfp-driver:  ## Build KFP's own driver (KFP_SRC=<kubeflow/pipelines at a release>)
 	@test -n "$(KFP_SRC)" || { echo "kfp-driver: set KFP_SRC to a kubeflow/pipelines source tree at one of $(KFP_DRIVER_RELEASES) (the Go module proxy refuses the module), e.g. git -C REPO worktree add /tmp/kfp-2.4.0 2.4.0" >&2; exit 1; }
 	@release=$$(cat "$(KFP_SRC)/VERSION" 2>/dev/null || true); \
 	case " $(KFP_DRIVER_RELEASES) " in *" $$release "*) ;; \

@@ -13,6 +13,6 @@ SETTINGS=(--image-size-px 224 --batch-size-per-replica 128 --steps 20 --rounds 3
 .venv/bin/python -m benchmarks.model_speed "${SETTINGS[@]}" --data synthetic
 
 export OUTPUT_DIR=outputs/bench-gpu PIPELINE_NAME=bench-gpu IMAGE_SIZE_PX=224 \
-       TRAIN_STEPS=20 STEPS_PER_EPOCH=20 WARMUP_STEPS=5 MIN_ACCURACY=0
+       TRAIN_EPOCHS=1 WARMUP_STEPS=5 MIN_ACCURACY=0
 make --no-print-directory pipeline > outputs/bench-gpu.log
 .venv/bin/python -m benchmarks.model_speed "${SETTINGS[@]}" --data transformed

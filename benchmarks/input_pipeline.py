@@ -9,6 +9,7 @@ pipeline: run `make pipeline` first.
 
     python -m benchmarks.input_pipeline
 """
+import argparse
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -25,6 +26,7 @@ BATCHES = 30
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     config = PipelineConfig.from_env()
     model_config = config.model_config()
     strategy = trainer.distribution_strategy(model_config.distribution_strategy)

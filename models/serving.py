@@ -109,6 +109,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
     model.tft_layer = tf_transform_output.transform_features_layer()
     image_spec = tf_transform_output.raw_feature_spec()[features.IMAGE_KEY]
     class_name_table = tf.constant(class_names)
+    probability_type = model.outputs[0].dtype
 
     def predict(raw_features):
         images = model.tft_layer(raw_features)[features.TRANSFORMED_IMAGE_KEY]
@@ -128,10 +129,20 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
         """Predictions for the inputs without an error, where the model's output is
         finite; the others get none."""
         servable = tf.where(error == "")
-        upright = tf.map_fn(image_header.upright, tf.gather_nd(image_bytes, servable),
-                            fn_output_signature=tf.string)
-        # Shaped like the parsed feature: one value per example.
-        predicted = predict({features.IMAGE_KEY: tf.reshape(upright, [-1, 1])})
+
+        def predict_upright():
+            upright = tf.map_fn(image_header.upright, tf.gather_nd(image_bytes, servable),
+                                fn_output_signature=tf.string)
+            # Shaped like the parsed feature: one value per example.
+            return predict({features.IMAGE_KEY: tf.reshape(upright, [-1, 1])})
+
+        # The model fails on an empty batch: a request of only refused items would lose
+        # their errors to an InvalidArgumentError.
+        nothing = {features.PROBABILITIES_KEY: tf.zeros([0, len(class_names)], probability_type),
+                   features.POSITIVE_PROBABILITY_KEY: tf.zeros([0], probability_type),
+                   features.PREDICTED_CLASS_KEY: tf.zeros([0], tf.int64),
+                   features.PREDICTED_LABEL_KEY: tf.zeros([0], tf.string)}
+        predicted = tf.cond(tf.size(servable) > 0, predict_upright, lambda: nothing)
         finite = tf.reduce_all(tf.math.is_finite(predicted[features.PROBABILITIES_KEY]), axis=1)
         error = tf.tensor_scatter_nd_update(error, servable,
                                             tf.where(finite, "", ERROR_NOT_FINITE))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 from pathlib import Path
@@ -60,6 +61,9 @@ INTEGER_BOUNDS = {
     "beam_num_workers": (0, 4096),  # 0: the runner's choice (see beam_num_workers)
     "trainer_gpu_count": (0, 64),  # on one node
     "trainer_workers": (1, 4096),
+    "tfjob_active_deadline_s": (60, 90 * 24 * 3600),
+    "tfjob_pending_deadline_s": (60, 7 * 24 * 3600),
+    "tfjob_ttl_s": (0, 90 * 24 * 3600),
 }
 # Each of these float settings is in (0, most].
 POSITIVE_NUMBER_BOUNDS = {
@@ -68,6 +72,27 @@ POSITIVE_NUMBER_BOUNDS = {
     "task_cpu": 1024.0, "trainer_cpu": 1024.0,  # cores
     "task_memory_gib": 65_536.0, "trainer_memory_gib": 65_536.0,
 }
+# Each of these number settings is in this interval ("[": bound included, "(": excluded).
+INTERVALS = {
+    "bn_momentum": "(0, 1)", "label_smoothing": "[0, 1)", "weight_decay": "[0, 1]",
+    "max_rejected_fraction": "[0, 1]", "max_split_overlap_fraction": "[0, 1]",
+    "min_accuracy": "[0, 1]", "max_accuracy_drop": "[0, 1]",
+}
+# Each of these settings is one of these values.
+CHOICES = {
+    "resnet_depth": tuple(sorted(RESNET_STAGES)), "beam_runner": BEAM_RUNNERS,
+    "kfp_target": KFP_TARGETS, "mixed_precision": GPU_SPEEDUP_SETTINGS,
+    "jit_compile": GPU_SPEEDUP_SETTINGS,
+}
+# Environment variables that were settings once: set today, they would be ignored.
+FORMER_SETTINGS = {
+    "TRAIN_STEPS": "train_epochs", "STEPS_PER_EPOCH": "train_epochs",
+    "DISTRIBUTION_STRATEGY": "trainer_workers", "BEAM_RUNNER_ARGS": "beam_runner",
+}
+# How alike (difflib's ratio) a variable's name and a setting's must be for the variable
+# to count as a misspelt setting: TRAIN_EPOCH, SPAN and MIN_ACURACY are; VERTEX_PRODUCT
+# (0.86 to VERTEX_PROJECT), a variable some machines export, is not.
+MISSPELLING_CUTOFF = 0.88
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +209,13 @@ class PipelineConfig:
     # over every worker's GPUs, the workers launched by the Trainer's task: on Kubeflow as
     # a TFJob of the Kubeflow Training Operator, on Vertex as a custom job's worker pools.
     trainer_workers: int = 1
+    # The TFJob of trainer_workers > 1 on Kubeflow: the most it may run before the operator
+    # stops it, how long its workers may wait for nodes (no free GPUs) before the task
+    # fails with the scheduler's reason, and how long the operator keeps it once finished
+    # (the task deletes it sooner; this is for a task that could not).
+    tfjob_active_deadline_s: int = 7 * 24 * 3600
+    tfjob_pending_deadline_s: int = 3600
+    tfjob_ttl_s: int = 3600
     # Vertex custom jobs (trainer_workers > 1 on Vertex): where they run, on which machines
     # (an accelerator type needs a machine type that takes it, e.g. g2-standard-* for L4).
     vertex_project: str = ""
@@ -238,33 +270,16 @@ class PipelineConfig:
         for name, most in POSITIVE_NUMBER_BOUNDS.items():
             _check(0 < getattr(self, name) <= most, name, f"a positive number up to {most}",
                    getattr(self, name))
-        _check(self.resnet_depth in RESNET_STAGES, "resnet_depth",
-               f"one of {sorted(RESNET_STAGES)}", self.resnet_depth)
-        _check(0.0 < self.bn_momentum < 1.0, "bn_momentum", "a number in (0, 1)",
-               self.bn_momentum)
-        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "a number in [0, 1)",
-               self.label_smoothing)
-        _check(0.0 <= self.weight_decay <= 1.0, "weight_decay", "a number in [0, 1]",
-               self.weight_decay)
-        _check(0.0 <= self.max_rejected_fraction <= 1.0, "max_rejected_fraction",
-               "a number in [0, 1]", self.max_rejected_fraction)
-        _check(0.0 <= self.max_split_overlap_fraction <= 1.0, "max_split_overlap_fraction",
-               "a number in [0, 1]", self.max_split_overlap_fraction)
-        _check(0.0 <= self.min_accuracy <= 1.0, "min_accuracy", "a number in [0, 1]",
-               self.min_accuracy)
-        _check(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop",
-               "a number in [0, 1]", self.max_accuracy_drop)
-        for name in ("mixed_precision", "jit_compile"):
-            _check(getattr(self, name) in GPU_SPEEDUP_SETTINGS, name,
-                   f"one of {', '.join(GPU_SPEEDUP_SETTINGS)}", getattr(self, name))
-        _check(self.beam_runner in BEAM_RUNNERS, "beam_runner",
-               f"one of {', '.join(BEAM_RUNNERS)}", self.beam_runner)
+        for name, interval in INTERVALS.items():
+            _check(_in_interval(getattr(self, name), interval), name,
+                   f"a number in {interval}", getattr(self, name))
+        for name, choices in CHOICES.items():
+            _check(getattr(self, name) in choices, name,
+                   f"one of {', '.join(map(str, choices))}", getattr(self, name))
         _check(re.fullmatch(r"[A-Za-z0-9.-]*", self.flink_job_server) is not None,
                "flink_job_server", "a host name", self.flink_job_server)
         _check(self.beam_runner != "dataflow" or self.dataflow_project != "", "dataflow_project",
                "a Google Cloud project for beam_runner=dataflow", self.dataflow_project)
-        _check(self.kfp_target in KFP_TARGETS, "kfp_target", f"one of {list(KFP_TARGETS)}",
-               self.kfp_target)
         schemes = CLUSTER_STORAGE_SCHEMES[self.kfp_target]
         for name in ("data_root", "output_dir"):
             path = getattr(self, name)
@@ -292,7 +307,11 @@ class PipelineConfig:
         """The defaults, each overridden by an environment variable of its upper-case name.
 
         E.g. `make pipeline DATA_ROOT=/data/dogs-cats TRAIN_EPOCHS=60 MIN_ACCURACY=0.9`.
+        A variable that looks like a setting but is none (a former setting's name, or one
+        close to a setting's) stops here, naming the setting it probably meant: ignored,
+        it would leave that setting at its default unnoticed.
         """
+        _check_no_misspelt_settings(cls, environ)
         values = {}
         for field in dataclasses.fields(cls):
             text = environ.get(field.name.upper(), "")
@@ -422,6 +441,32 @@ def _settings_of(settings_type: type[_Settings], config: PipelineConfig) -> _Set
     """A `settings_type` dataclass whose fields are `config`'s fields of the same names."""
     return settings_type(**{field.name: getattr(config, field.name)
                             for field in dataclasses.fields(settings_type)})
+
+
+def _check_no_misspelt_settings(cls: type[PipelineConfig], environ: Mapping[str, str]) -> None:
+    env_names = [field.name.upper() for field in dataclasses.fields(cls)]
+    for variable in sorted(environ):
+        if variable in env_names:
+            continue
+        if variable in FORMER_SETTINGS:
+            raise ValueError(f"Unknown setting {variable}: it is no longer a setting; did you "
+                             f"mean {FORMER_SETTINGS[variable].upper()}? (make settings lists "
+                             "them all)")
+        # Upper-cased: a lower-case train_epochs=5 is as ignored as a misspelt one.
+        close = difflib.get_close_matches(variable.upper(), env_names, n=1,
+                                          cutoff=MISSPELLING_CUTOFF)
+        if close:
+            raise ValueError(f"Unknown setting {variable}: did you mean {close[0]}? "
+                             "(make settings lists them all)")
+
+
+def _in_interval(value: Any, interval: str) -> bool:
+    """Whether `value` is in an interval written as INTERVALS writes it, e.g. "[0, 1)"."""
+    least, most = (float(bound) for bound in interval[1:-1].split(","))
+    # Every comparison with NaN is false: NaN is in no interval.
+    above = value >= least if interval[0] == "[" else value > least
+    below = value <= most if interval[-1] == "]" else value < most
+    return above and below
 
 
 def _check(ok: bool, name: str, allowed: str, value: Any) -> None:

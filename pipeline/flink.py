@@ -34,6 +34,7 @@ which then finds the cluster's ports taken and names the processes that hold the
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import importlib.metadata
@@ -279,6 +280,7 @@ def _stop(process: subprocess.Popen, stop_signal: int) -> None:
 
 if __name__ == "__main__":
     # `make flink-runner`: fetch and build ahead of a first BEAM_RUNNER=flink run.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     install()
     print(f"Job server classpath: {job_server_classpath()}\nBoot program: {BOOT}\n"
           f"Worker venv: {WORKER_VENV}")

@@ -1,4 +1,5 @@
 """What the pipeline's runs did, oldest first, from MLMD: `make history`."""
+import argparse
 import sys
 from pathlib import Path
 
@@ -36,6 +37,7 @@ def format_table(rows: list[tuple[str, ...]]) -> str:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     try:
         rows = history_rows(PipelineConfig.from_env())
     except LookupError as error:

@@ -8,9 +8,12 @@ run holds the pipeline root's lock (pipeline/run_lock.py): under `make pipeline`
 `make retrain` it inherits theirs; run by hand, it takes it. With BEAM_RUNNER=flink the
 run starts a local Flink cluster for its Beam components, and stops it when it ends.
 """
+import argparse
 import contextlib
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +25,40 @@ from pipeline import flink, run_lock
 from pipeline.config import PipelineConfig
 from models.trainer import TRAINING_BACKUPS_DIR
 from pipeline.definition import TRAINER_ID, create_pipeline
+
+
+# The run's temporary folder, in the pipeline root beside TFX's own _wheels.
+RUN_TEMP_DIR = "_tmp"
+
+
+@contextlib.contextmanager
+def run_temp_dir(config: PipelineConfig):
+    """Every temporary file of the run goes into one folder, removed when the run ends.
+
+    TFX packages the user code of Transform and Trainer into wheels, and installs them,
+    in tempfile.mkdtemp() folders it never removes (tfx/components/util/udf_utils.py):
+    eight of them in /tmp per run. The folder is this process's tempfile directory and
+    the TMPDIR of every process it starts (Beam's workers, Flink's). It is in the
+    pipeline root, where one run at a time holds the lock: what a killed run left there
+    is removed first. A pipeline root on an object store gets one in the system's.
+    """
+    if "://" in config.pipeline_root:
+        folder = tempfile.mkdtemp(prefix=f"{config.pipeline_name}-")
+    else:
+        folder = os.path.join(config.pipeline_root, RUN_TEMP_DIR)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+    previous = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = tempfile.tempdir = folder
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        tempfile.tempdir = previous[1]
+        if previous[0] is None:
+            del os.environ["TMPDIR"]
+        else:
+            os.environ["TMPDIR"] = previous[0]
 
 
 def remove_stale_training_backups(config: PipelineConfig) -> None:
@@ -59,7 +96,8 @@ def run() -> None:
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)
     started = time.time()
-    LocalRunner(config.beam_runner).run(create_pipeline(config, metadata))
+    with run_temp_dir(config):
+        LocalRunner(config.beam_runner).run(create_pipeline(config, metadata))
     # `tfx pipeline create` executes this file too, with run() made a no-op: clean up only
     # after a run that happened (a failed one raises).
     if ran_since(config, started):
@@ -75,5 +113,6 @@ def ran_since(config: PipelineConfig, started: float) -> bool:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     logging.set_verbosity(logging.INFO)
     run()

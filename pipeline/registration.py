@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,7 @@ def register(config: PipelineConfig) -> bool:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     config = PipelineConfig.from_env()
     try:
         registered = register(config)

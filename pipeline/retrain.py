@@ -8,6 +8,7 @@ pipeline once with the TFX CLI (`tfx run create`, registering it first if its co
 settings changed), then prints the summary and writes the report (`cats-dogs-report`), as
 `make pipeline` does.
 """
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -75,6 +76,7 @@ def run_cycle(config: PipelineConfig) -> int:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     config = PipelineConfig.from_env()
     if not config.spans:
         print("Retraining needs SPANS=true and a DATA_ROOT of span-<N> folders.",

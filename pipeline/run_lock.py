@@ -12,6 +12,7 @@ lasts until the last of them ends, so killing the holder alone (a cron timeout) 
 free it while its run goes on. A child that takes the lock again finds it on its own
 standard input, and holds it already.
 """
+import argparse
 import fcntl
 import os
 import sys
@@ -86,15 +87,19 @@ def _holder_of(descriptor: int) -> str:
 
 def main(argv: list[str]) -> int:
     """Holds the lock, then becomes COMMAND (exec), which holds it on its standard input."""
-    if len(argv) < 2:
-        print("Usage: python -m pipeline.run_lock HOLDER COMMAND [ARGUMENT...]", file=sys.stderr)
-        return 2
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("holder", help="who holds the lock, as a second run is told")
+    parser.add_argument("command", nargs=argparse.REMAINDER,
+                        help="the command to run holding it, with its arguments")
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.error("a COMMAND is needed")
     try:
-        hold(PipelineConfig.from_env(), holder=argv[0])
+        hold(PipelineConfig.from_env(), holder=args.holder)
     except Locked as error:
         print(error, file=sys.stderr)
         return EXIT_LOCKED
-    os.execvp(argv[1], argv[1:])
+    os.execvp(args.command[0], args.command)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 the closing lines of `make pipeline` and `make retrain`."""
 from __future__ import annotations
 
+import argparse
 import sys
 
 from metadata.runs import RunSummary, latest_run_summary
@@ -30,6 +31,7 @@ def summary_lines(summary: RunSummary) -> list[str]:
 
 
 def main() -> int:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     config = PipelineConfig.from_env()
     try:
         summary = latest_run_summary(config.metadata_path)

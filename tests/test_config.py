@@ -34,7 +34,7 @@ def test_uri_roots_are_kept_as_uris():
 
 
 @pytest.mark.parametrize("setting, value, allowed", [
-    ("resnet_depth", 42, "one of [18, 34, 50, 101, 152]"),
+    ("resnet_depth", 42, "one of 18, 34, 50, 101, 152"),
     ("image_size_px", 0, "an integer >= 1 and <= 4,096"),
     ("image_size_px", 64.5, "an integer >= 1"),
     ("min_accuracy", 1.5, "a number in [0, 1]"),
@@ -58,6 +58,53 @@ def test_every_field_can_be_set_from_the_environment():
     assert (config.data_root, config.train_epochs, config.min_accuracy) == ("/data/kaggle", 120, 0.85)
     assert config.enable_cache is False
     assert config.class_names == ("cat", "dog")
+
+
+@pytest.mark.parametrize("variable, meant", [
+    ("TRAIN_STEPS", "TRAIN_EPOCHS"),  # former settings, which benchmarks/gpu.sh still set
+    ("STEPS_PER_EPOCH", "TRAIN_EPOCHS"),
+    ("DISTRIBUTION_STRATEGY", "TRAINER_WORKERS"),
+    ("TRAIN_EPOCH", "TRAIN_EPOCHS"),
+    ("MIN_ACURACY", "MIN_ACCURACY"),
+    ("SPAN", "SPANS"),
+    ("train_epochs", "TRAIN_EPOCHS"),
+])
+def test_a_variable_that_looks_like_a_setting_stops_naming_the_setting_meant(variable, meant):
+    with pytest.raises(ValueError, match=rf"Unknown setting {variable}: .*did you mean {meant}\?"):
+        PipelineConfig.from_env({"TRAIN_EPOCHS": "20", variable: "20"})
+
+
+def test_the_environment_s_other_variables_are_no_settings_and_pass():
+    """Only names close to a setting's count: the shell's, CI's, TensorFlow's, the cloud
+    tools' and the Kubeflow commands' own variables pass, as do settings given unprefixed."""
+    environ = {name: "x" for name in (
+        "PATH", "HOME", "USER", "CI", "GITHUB_ACTIONS", "AWS_ACCESS_KEY_ID", "AWS_REGION",
+        "TF_CONFIG", "TF_USE_LEGACY_KERAS", "TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL",
+        "KFP_ENDPOINT", "KF_PIPELINES_ENDPOINT", "KFP_NAMESPACE", "KFP_EXISTING_TOKEN",
+        "LOCAL_HOME", "CONTAINER_TOOL", "IMAGE_VARIANTS", "TEST_WORKERS", "VERTEX_PRODUCT",
+        "GOOGLE_CLOUD_PROJECT", "PYTHONWARNINGS", "RUN", "COMPARE_WITH", "CRON", "ID")}
+    config = PipelineConfig.from_env({**environ, "OUTPUT_DIR": "/runs", "SPANS": "true"})
+    assert (config.output_dir, config.spans) == ("/runs", True)
+
+
+def test_make_settings_lists_every_setting_with_default_allowed_and_current_value():
+    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "TRAIN_EPOCHS": "20"})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {field.upper() for field in PipelineConfig.__dataclass_fields__}
+    assert re.fullmatch(r"150 +integer 1\.\.1,000,000 +20", rows["TRAIN_EPOCHS"])
+    assert re.fullmatch(r"direct +direct, flink, dataflow +direct", rows["BEAM_RUNNER"])
+    assert re.fullmatch(r"0\.7 +number \[0, 1\] +0\.7", rows["MIN_ACCURACY"])
+
+
+def test_make_settings_names_a_misspelt_setting():
+    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120,
+                            env={"PATH": "/usr/bin:/bin", "TRAIN_STEPS": "20"})
+    assert (result.returncode, result.stdout) == (1, "")
+    assert "did you mean TRAIN_EPOCHS?" in result.stderr
 
 
 def test_an_unparsable_environment_value_is_named():

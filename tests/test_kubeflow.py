@@ -268,7 +268,7 @@ def test_what_a_cluster_cannot_run_is_refused_at_compile_time(settings, message,
 
 
 @pytest.mark.parametrize("settings, named, allowed", [
-    ({"kfp_target": "argo"}, "kfp_target", "one of ['kubeflow', 'vertex']"),
+    ({"kfp_target": "argo"}, "kfp_target", "one of kubeflow, vertex"),
     ({"kfp_target": "vertex", "trainer_accelerator_type": "nvidia.com/gpu"},
      "trainer_accelerator_type", "a Vertex accelerator type"),
     ({"trainer_accelerator_type": "NVIDIA_L4"}, "trainer_accelerator_type",

@@ -1,6 +1,10 @@
 """The exported model's signatures, what its raw-bytes signature does with bad input, and
-the Evaluator's per-example predictions made with them."""
+the Evaluator's per-example predictions made with them; the REST request the README
+shows, and `cats-dogs-predict`."""
+import base64
 import io
+import json
+import os
 import re
 import struct
 from pathlib import Path
@@ -16,8 +20,10 @@ from components.image_example_gen.image_file import read_image
 from metadata import eval_predictions
 from models import features, serving, trainer
 from models.model_config import ModelConfig
+from pipeline import predict
+from pipeline.config import PipelineConfig
 from tests import bad_inputs
-from tests.helpers import encode_image, small_model_config
+from tests.helpers import REPO_ROOT, encode_image, small_model_config
 
 MODEL_CONFIG = ModelConfig.from_custom_config(small_model_config())
 MAX_IMAGE_PIXELS = 1_000_000
@@ -190,6 +196,12 @@ def test_a_bad_item_in_a_batch_is_named_and_the_others_are_served(exported_model
                                atol=1e-6)
 
 
+def test_a_request_of_only_refused_items_gets_their_errors(exported_model):
+    outputs = serve(exported_model, [b"", truncated(encode("PNG"))])
+    assert errors(outputs) == [serving.ERROR_EMPTY, serving.ERROR_DECODE]
+    assert_predicted_or_refused(outputs)
+
+
 def test_the_items_of_a_request_past_its_decode_budget_are_refused_undecoded(exported_model):
     """Each item within the pixel limit; together they claim more than the budget."""
     buffer = io.BytesIO()
@@ -344,3 +356,62 @@ def test_the_evaluator_keeps_each_eval_images_prediction_and_the_mistakes_pictur
                                served[features.PROBABILITIES_KEY].max(axis=1), atol=1e-6)
     assert [p.wrong for p in read_back] == [False, True, False, True, False]
     assert [p.image for p in read_back] == [None, images[1], None, images[3], None]
+
+
+def tf_serving_inputs(request: dict, signature) -> dict[str, tf.Tensor]:
+    """The signature's inputs TF Serving's REST API makes of a predict request in its row
+    format ("instances"): with a single input, each instance is that input's value, else
+    an object by input name; {"b64": ...} is base64 bytes, for a string input only."""
+    _, input_specs = signature.structured_input_signature
+    values = {name: [] for name in input_specs}
+    for instance in request["instances"]:
+        named = (instance if isinstance(instance, dict) and "b64" not in instance
+                 else {next(iter(input_specs)): instance})
+        assert len(input_specs) == 1 or named.keys() == input_specs.keys()
+        for name, value in named.items():
+            assert input_specs[name].dtype == tf.string and value.keys() == {"b64"}
+            values[name].append(base64.b64decode(value["b64"], validate=True))
+    return {name: tf.constant(items, tf.string) for name, items in values.items()}
+
+
+def test_the_readme_s_rest_request_is_one_the_served_signature_takes(exported_model):
+    """The curl command of README.md's "The exported model", with its file's base64."""
+    command = re.search(r"^curl -d '(.*)' \\$", (REPO_ROOT / "README.md").read_text(),
+                        re.MULTILINE).group(1)
+    image = encode("JPEG")
+    request = json.loads(re.sub(r"'\$\(base64 -w0 \S+\)'",
+                                base64.b64encode(image).decode(), command))
+    signature = exported_model.signatures[request.get("signature_name", "serving_default")]
+    outputs = signature(**tf_serving_inputs(request, signature))
+    assert errors({key: value.numpy() for key, value in outputs.items()}) == [""]
+    assert outputs[features.PREDICTED_LABEL_KEY].numpy()[0].decode() in MODEL_CONFIG.class_names
+
+
+def test_predict_classifies_each_file_with_the_newest_pushed_model(
+        exported_model_uri, tmp_path, monkeypatch, capsys):
+    serving_model_dir = PipelineConfig(output_dir=str(tmp_path / "outputs")).serving_model_dir
+    os.makedirs(serving_model_dir)
+    # Highest by number (12 > 5), and never a staging folder or another name.
+    os.symlink(path_utils.serving_model_path(str(exported_model_uri)),
+               os.path.join(serving_model_dir, "12"))
+    for not_served in ("5", ".staging-99", "latest"):
+        os.makedirs(os.path.join(serving_model_dir, not_served))
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path / "outputs"))
+    photo, corrupt = tmp_path / "cat.jpg", tmp_path / "corrupt.png"
+    photo.write_bytes(encode("JPEG"))
+    corrupt.write_bytes(truncated(encode("PNG")))
+    assert predict.main([str(photo), str(corrupt), str(tmp_path / "missing.jpg")]) == 1
+    model_line, *lines = capsys.readouterr().out.splitlines()
+    assert model_line == f"Model: {os.path.join(serving_model_dir, '12')}"
+    assert re.fullmatch(rf"{photo}: ({'|'.join(MODEL_CONFIG.class_names)}) (0\.[5-9]\d\d|1\.000)",
+                        lines[0])
+    assert lines[1:] == [f"{corrupt}: error: {serving.ERROR_DECODE}",
+                         f"{tmp_path / 'missing.jpg'}: error: No such file or directory"]
+
+
+def test_predict_without_a_pushed_model_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    assert predict.main(["cat.jpg"]) == 1
+    assert capsys.readouterr().err == (
+        f"No prediction: no pushed model in {tmp_path}/serving_model/cats-dogs-resnet: "
+        "a blessed run of make pipeline pushes one\n")
