@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import tensorflow_model_analysis as tfma
 
+from data.folders import SPAN_COMPLETE_MARKER
 from data.generate import generate_dataset
 from metadata.runs import latest_run_summary
 from pipeline import history, registration
@@ -118,6 +119,7 @@ time.sleep(600)
 
 def test_a_killed_cycle_keeps_the_lock_while_its_pipeline_run_lives(tmp_path):
     (tmp_path / "data" / "span-1").mkdir(parents=True)
+    (tmp_path / "data" / "span-1" / SPAN_COMPLETE_MARKER).touch()  # a complete drop
     runner, runner_pid = tmp_path / "runner.py", tmp_path / "runner.pid"
     runner.write_text(STAND_IN_RUNNER)
     registered = tmp_path / "tfx_cli_home" / "killed-cycle-test"
