@@ -30,10 +30,11 @@ def history_rows(config: PipelineConfig) -> list[tuple[str, ...]]:
     return rows
 
 
-def format_table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+def format_table(rows: list[tuple[str, ...]], columns: tuple[str, ...] = COLUMNS) -> str:
+    """The rows under their column names, aligned (also `make settings`'s table)."""
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in [COLUMNS, *rows])
+                     for row in [columns, *rows])
 
 
 def main() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipeline.config import (CHOICES, INTEGER_BOUNDS, INTERVALS, POSITIVE_NUMBER_BOUNDS,
                              PipelineConfig)
+from pipeline.history import format_table
 
 COLUMNS = ("setting", "default", "allowed", "current")
 
@@ -49,12 +50,6 @@ def settings_rows(config: PipelineConfig) -> list[tuple[str, ...]]:
             for field in dataclasses.fields(PipelineConfig)]
 
 
-def format_table(rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in [COLUMNS, *rows])
-
-
 def main() -> int:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     try:
@@ -62,7 +57,7 @@ def main() -> int:
     except ValueError as error:
         print(error, file=sys.stderr)
         return 1
-    print(format_table(settings_rows(config)))
+    print(format_table(settings_rows(config), COLUMNS))
     return 0
 
 
