@@ -1,63 +1,61 @@
-"""TFMA's results, read from the files the Evaluator wrote, without importing TFMA.
+"""TFMA's results, read from the files the Evaluator wrote, without importing TFMA's package.
 
 TFMA writes its eval config (`eval_config.json`), its metrics and plots
 (`metrics*.tfrecord`, `plots*.tfrecord`: one `MetricsForSlice` / `PlotsForSlice` per
 slice) and its threshold checks (`validations*.tfrecord`: one `ValidationResult`), as
-TFRecords of its protos. Its proto modules come only with its package, whose import pulls
-in TensorFlow and Beam (seconds), so the message classes here are built from the same
-descriptors, read out of TFMA's generated modules without running them, in a pool of their
-own (a process that imports TFMA too keeps TFMA's classes). Values are read as TFMA's own
-loaders give them (`tfma.load_eval_result`): slices as tuples of (feature, value), metrics
-and plots as the JSON dicts of their protos.
+TFRecords of its protos. They are read here with TFMA's own generated proto modules,
+imported without the package's `__init__`, which imports TensorFlow and Beam (seconds).
+Values are read as TFMA's own loaders give them (`tfma.load_eval_result`): slices as
+tuples of (feature, value), metrics and plots as the JSON dicts of their protos.
 """
 from __future__ import annotations
 
-import ast
+import importlib
 import importlib.util
 import json
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
-from google.protobuf import (descriptor_pb2, descriptor_pool, json_format, message_factory,
-                             wrappers_pb2)
+from google.protobuf import json_format
 
 from metadata.tfrecords import read_records
 
 _TFMA_PACKAGE = "tensorflow_model_analysis"
-# TFMA's generated proto modules, each after those it imports.
-_TFMA_PROTO_MODULES = ("config_pb2", "metrics_for_slice_pb2", "validation_result_pb2")
 # TFMA names the candidate-minus-baseline value of metric m "m_diff".
 DIFF_SUFFIX = "_diff"
 
 SliceKey = tuple  # TFMA's: () overall, or ((feature, value), ...)
 
 
-def _serialized_file_descriptor(generated_module: Path) -> bytes:
-    """The FileDescriptorProto a protoc-generated module registers, read from its source
-    (the bytes of its `AddSerializedFile(b'...')` call)."""
-    for node in ast.walk(ast.parse(generated_module.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "AddSerializedFile":
-            return node.args[0].value
-    raise ValueError(f"{generated_module} registers no file descriptor")
+def _import_tfma_protos(*modules: str) -> list[ModuleType]:
+    """TFMA's generated `proto/<module>.py` modules, imported under their own names but
+    without running TFMA's `__init__`.
+
+    While they load, the package stands in sys.modules unrun, so that the import system
+    finds the package's files and the proto modules' imports of each other resolve.
+    Every TFMA module name is taken out again afterwards, so that a later
+    `import tensorflow_model_analysis` runs the package in full; its proto modules then
+    give the same classes as these (protobuf makes one class per message type)."""
+    names_before = set(sys.modules)
+    if _TFMA_PACKAGE not in sys.modules:
+        sys.modules[_TFMA_PACKAGE] = importlib.util.module_from_spec(
+            importlib.util.find_spec(_TFMA_PACKAGE))
+    try:
+        return [importlib.import_module(f"{_TFMA_PACKAGE}.proto.{module}") for module in modules]
+    finally:
+        for name in set(sys.modules) - names_before:
+            if name.partition(".")[0] == _TFMA_PACKAGE:
+                del sys.modules[name]
 
 
-def _tfma_message_classes() -> dict[str, type]:
-    # find_spec of a top-level package locates it without importing it.
-    package_dir = Path(importlib.util.find_spec(_TFMA_PACKAGE).submodule_search_locations[0])
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(descriptor_pb2.FileDescriptorProto.FromString(wrappers_pb2.DESCRIPTOR.serialized_pb))
-    for module in _TFMA_PROTO_MODULES:
-        pool.AddSerializedFile(_serialized_file_descriptor(package_dir / "proto" / f"{module}.py"))
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(
-        f"{_TFMA_PACKAGE}.{name}")) for name in
-        ("EvalConfig", "MetricsForSlice", "PlotsForSlice", "ValidationResult")}
-
-
-_CLASSES = _tfma_message_classes()
-EvalConfig = _CLASSES["EvalConfig"]
-MetricsForSlice = _CLASSES["MetricsForSlice"]
-PlotsForSlice = _CLASSES["PlotsForSlice"]
-ValidationResult = _CLASSES["ValidationResult"]
+_config_pb2, _metrics_for_slice_pb2, _validation_result_pb2 = _import_tfma_protos(
+    "config_pb2", "metrics_for_slice_pb2", "validation_result_pb2")
+EvalConfig = _config_pb2.EvalConfig
+MetricsForSlice = _metrics_for_slice_pb2.MetricsForSlice
+PlotsForSlice = _metrics_for_slice_pb2.PlotsForSlice
+ValidationResult = _validation_result_pb2.ValidationResult
 
 
 def eval_config(evaluation_uri: str) -> EvalConfig:

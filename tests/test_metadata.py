@@ -125,6 +125,24 @@ def test_metrics_and_plots_by_slice_are_what_tfmas_loader_gives(tmp_path, with_b
         "confusionMatrixAtThresholds"]["matrices"][0]["precision"] == "NaN"
 
 
+def test_results_are_read_with_tfmas_own_classes_whichever_is_imported_first():
+    # Here TFMA came first (this file imports it).
+    assert (evaluation_results.EvalConfig, evaluation_results.MetricsForSlice,
+            evaluation_results.PlotsForSlice, evaluation_results.ValidationResult) == (
+        tfma.EvalConfig, metrics_for_slice_pb2.MetricsForSlice,
+        metrics_for_slice_pb2.PlotsForSlice, validation_result_pb2.ValidationResult)
+    # A process that reads results first, then imports TFMA, gets the whole package.
+    script = ("from metadata import evaluation_results\n"
+              "import tensorflow_model_analysis as tfma\n"
+              "print(evaluation_results.EvalConfig is tfma.EvalConfig,\n"
+              "      evaluation_results.ValidationResult\n"
+              "      is tfma.proto.validation_result_pb2.ValidationResult)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO_ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["True", "True"]
+
+
 @pytest.fixture
 def config(tmp_path):
     """A pipeline whose MLMD store holds one complete run."""
