@@ -1,7 +1,7 @@
 """TFMA's results for one evaluation, as plain data: metrics per model and slice (None
-where undefined on the slice), every threshold check, and the overall slice's plots.
-Read with metadata/evaluation_results.py, as TFMA's own loaders give them, without
-importing TFMA."""
+where undefined on the slice), every threshold check, and the overall slice's plots and
+confusion matrix. Read with metadata/evaluation_results.py, as TFMA's own loaders give
+them, without importing TFMA's package."""
 from __future__ import annotations
 
 import dataclasses
@@ -50,6 +50,11 @@ class Evaluation:
     @property
     def has_baseline(self) -> bool:
         return BASELINE in self.metrics
+
+    @property
+    def confusion_matrix(self) -> dict[str, float]:
+        """The candidate's, on the whole eval split (counts_at_decision_threshold)."""
+        return counts_at_decision_threshold(self.plots[CANDIDATE])
 
 
 def slice_name(slice_key: SliceKey) -> str:
@@ -172,22 +177,29 @@ def blank_undefined(metrics: dict[str, dict[str, dict[str, float | None]]],
     return blanked
 
 
+def counts_at_decision_threshold(slice_plots: dict) -> dict[str, float]:
+    """A slice's confusion matrix from its plots: TFMA's counts at its threshold nearest
+    DECISION_THRESHOLD, as {"threshold": t, "true_negatives": n, ...}."""
+    matrices = slice_plots["confusionMatrixAtThresholds"]["matrices"]
+    matrix = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - DECISION_THRESHOLD))
+    # TFMA's JSON leaves zero counts out.
+    return {"threshold": matrix.get("threshold", 0.0),
+            **{name: float(matrix.get(tfma_name, 0.0)) for name, tfma_name in [
+                ("true_negatives", "trueNegatives"), ("false_positives", "falsePositives"),
+                ("false_negatives", "falseNegatives"), ("true_positives", "truePositives")]}}
+
+
 def _slice_counts(plots: dict[SliceKey, dict]) -> dict[str, dict[str, float]]:
-    """Per slice: positives, negatives and predicted positives (at DECISION_THRESHOLD),
-    from the slice's confusion matrices (TFMA's JSON leaves zero counts out)."""
+    """Per slice with a confusion matrix: positives, negatives and predicted positives."""
     counts = {}
     for slice_key, slice_plots in plots.items():
-        matrices = slice_plots.get("confusionMatrixAtThresholds", {}).get("matrices")
-        if not matrices:
+        if not slice_plots.get("confusionMatrixAtThresholds", {}).get("matrices"):
             continue
-        matrix = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - DECISION_THRESHOLD))
-        true_positives, false_positives, true_negatives, false_negatives = (
-            float(matrix.get(name, 0.0)) for name in
-            ("truePositives", "falsePositives", "trueNegatives", "falseNegatives"))
+        matrix = counts_at_decision_threshold(slice_plots)
         counts[slice_name(slice_key)] = {
-            "positives": true_positives + false_negatives,
-            "negatives": true_negatives + false_positives,
-            "predicted_positives": true_positives + false_positives,
+            "positives": matrix["true_positives"] + matrix["false_negatives"],
+            "negatives": matrix["true_negatives"] + matrix["false_positives"],
+            "predicted_positives": matrix["true_positives"] + matrix["false_positives"],
         }
     return counts
 

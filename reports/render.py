@@ -42,7 +42,7 @@ def run_page(report, charts: dict[str, str]) -> str:
         "<h2>Where it errs</h2>",
         '<div class="row">',
         _figure(charts["confusion_matrix"],
-                f"confusion matrix at threshold {report.confusion_matrix['threshold']:g}"),
+                f"confusion matrix at threshold {report.evaluation.confusion_matrix['threshold']:g}"),
         _figure(charts["roc"], "ROC curve"),
         _figure(charts["precision_recall"], "precision-recall curve"),
         _figure(charts["calibration"], "calibration (reliability diagram)"),

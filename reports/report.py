@@ -1,5 +1,6 @@
-"""One run's report (or two runs' comparison): gathered from MLMD, TFMA, the model and
-its logs, then written as a self-contained HTML file and a JSON summary."""
+"""One run's report (or two runs' comparison): gathered from MLMD, the Evaluator's files
+(TFMA's results and the candidate's prediction for each eval image) and the Trainer's
+logs, then written as a self-contained HTML file and a JSON summary."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +12,7 @@ from metadata.eval_predictions import Prediction, read_predictions
 from metadata.runs import RunEvaluation, run_evaluation
 from pipeline.config import PipelineConfig
 from reports import charts, paths, render
-from reports.evaluation import CANDIDATE, DECISION_THRESHOLD, Evaluation, load_evaluation
+from reports.evaluation import CANDIDATE, Evaluation, load_evaluation
 from reports.training import Curves, read_training_curves
 
 # The metric the slice charts draw, and the pipeline's thresholds are on.
@@ -26,16 +27,6 @@ class RunReport:
     class_names: list[str]  # index 1 is the positive class
     predictions: list[Prediction]
     training_curves: Curves
-
-    @property
-    def confusion_matrix(self) -> dict[str, float]:
-        """TFMA's counts at the decision threshold, overall."""
-        matrices = self.evaluation.plots[CANDIDATE]["confusionMatrixAtThresholds"]["matrices"]
-        matrix = min(matrices, key=lambda m: abs(m.get("threshold", 0.0) - DECISION_THRESHOLD))
-        return {"threshold": matrix.get("threshold", 0.0),
-                **{name: float(matrix.get(tfma_name, 0.0)) for name, tfma_name in [
-                    ("true_negatives", "trueNegatives"), ("false_positives", "falsePositives"),
-                    ("false_negatives", "falseNegatives"), ("true_positives", "truePositives")]}}
 
     @property
     def gallery(self) -> list[Prediction]:
@@ -68,7 +59,7 @@ def run_summary(report: RunReport) -> dict:
         "span": report.run.span,
         "thresholds": [dataclasses.asdict(check) for check in report.evaluation.thresholds],
         "metrics": report.evaluation.metrics,
-        "confusion_matrix": report.confusion_matrix,
+        "confusion_matrix": report.evaluation.confusion_matrix,
         "eval_examples": len(report.predictions),
         "mistakes": sum(prediction.wrong for prediction in report.predictions),
         "most_confidently_wrong": [
@@ -86,7 +77,7 @@ def run_charts(report: RunReport) -> dict[str, str]:
         "slices": charts.slice_chart(
             {role: {name: metrics.get(KEY_METRIC) for name, metrics in by_slice.items()}
              for role, by_slice in report.evaluation.metrics.items()}, KEY_METRIC),
-        "confusion_matrix": charts.confusion_matrix_chart(report.confusion_matrix,
+        "confusion_matrix": charts.confusion_matrix_chart(report.evaluation.confusion_matrix,
                                                           report.class_names),
         "roc": charts.roc_chart({role: (fpr, tpr) for role, (fpr, tpr, _) in curves.items()}),
         "precision_recall": charts.precision_recall_chart(

@@ -81,6 +81,20 @@ def test_a_metric_undefined_on_a_slice_is_blanked_not_reported_as_a_number():
     assert blanked["baseline"]["label_name: cats"] == {"auc": None, "precision": None}
 
 
+def test_the_confusion_matrix_is_tfmas_counts_at_the_threshold_nearest_one_half():
+    # As TFMA writes them: a matrix per threshold (TFMA's nearest to 0.5 is a little off
+    # it), zero counts left out.
+    plots = {"confusionMatrixAtThresholds": {"matrices": [
+        {"threshold": 0.25, "truePositives": 20.0, "falsePositives": 9.0, "trueNegatives": 11.0},
+        {"threshold": 0.5000001, "truePositives": 18.0, "trueNegatives": 20.0,
+         "falseNegatives": 2.0},
+        {"threshold": 0.75, "truePositives": 10.0, "trueNegatives": 20.0,
+         "falseNegatives": 10.0}]}}
+    assert evaluation.counts_at_decision_threshold(plots) == {
+        "threshold": 0.5000001, "true_negatives": 20.0, "false_positives": 0.0,
+        "false_negatives": 2.0, "true_positives": 18.0}
+
+
 def pipeline_eval_config(with_baseline: bool):
     """The pipeline's eval config as TFX's Evaluator completes and writes it: beside a
     baseline, models named "candidate" and "baseline"; without, no change thresholds."""
