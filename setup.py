@@ -11,6 +11,7 @@ setup(
     description="A tested TFX pipeline training a ResNet on cats-vs-dogs images",
     packages=find_packages(include=["pipeline*", "components*", "models*", "data*", "kubeflow*",
                                     "reports*", "metadata*"]),
+    package_data={"reports": ["templates/*.j2"]},  # the report's pages
     entry_points={"console_scripts": ["cats-dogs-report = reports.cli:main",
                                       "cats-dogs-predict = pipeline.predict:main"]},
     python_requires=">=3.11",
