@@ -30,14 +30,15 @@ SliceKey = tuple  # TFMA's: () overall, or ((feature, value), ...)
 
 
 def _import_tfma_protos(*modules: str) -> list[ModuleType]:
-    """TFMA's generated `proto/<module>.py` modules, imported under their own names but
-    without running TFMA's `__init__`.
+    """TFMA's generated `proto/<module>.py` modules, imported under their own names
+    without running TFMA's `__init__` (where TFMA is imported already: its own).
 
-    While they load, the package stands in sys.modules unrun, so that the import system
-    finds the package's files and the proto modules' imports of each other resolve.
-    Every TFMA module name is taken out again afterwards, so that a later
-    `import tensorflow_model_analysis` runs the package in full; its proto modules then
-    give the same classes as these (protobuf makes one class per message type)."""
+    While they load, sys.modules holds the package as a module made from its spec but not
+    run, so that the import system finds the package's files and the proto modules'
+    imports of each other resolve. Every TFMA name added is taken out again afterwards,
+    so that a later `import tensorflow_model_analysis` runs the package in full; its
+    proto modules then give the same classes as these (protobuf keeps one class per
+    message type)."""
     names_before = set(sys.modules)
     if _TFMA_PACKAGE not in sys.modules:
         sys.modules[_TFMA_PACKAGE] = importlib.util.module_from_spec(
