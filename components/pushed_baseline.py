@@ -11,6 +11,11 @@ newest version in the serving directory is the last blessed model.
 - The pipeline's Evaluator (components/evaluator.py) takes an empty baseline for none:
   the first run is judged on its absolute thresholds alone, as with a resolver that found
   nothing.
+- Its `data_fingerprint` (components/data_fingerprint/) makes it a task of KFP's cache:
+  on unchanged data a scheduled run gets the baseline its cached Evaluator was judged
+  against, and when new data comes in, the latest pushed model again. Were it never
+  cached, each run's new baseline artifact would re-run the Evaluator and the Pusher on
+  the cached Trainer's model, and push that model again, judged against itself.
 """
 import os
 from typing import Any, Dict, List, Optional
@@ -24,6 +29,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 from tfx.utils import io_utils, path_utils
 
 from components.atomic_pusher import check_not_flat_layout, is_version
+from components.data_fingerprint.component import DATA_FINGERPRINT_KEY, DataFingerprint
 
 SERVING_MODEL_DIR_KEY = "serving_model_dir"
 MODEL_KEY = "model"
@@ -66,19 +72,23 @@ class LatestPushedModelExecutor(base_executor.BaseExecutor):
 
 
 class LatestPushedModelSpec(types.ComponentSpec):
-    PARAMETERS = {SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str)}
+    PARAMETERS = {SERVING_MODEL_DIR_KEY: ExecutionParameter(type=str),
+                  # Unread: part of the task's KFP cache key.
+                  DATA_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True)}
     INPUTS = {}
     OUTPUTS = {MODEL_KEY: ChannelParameter(type=standard_artifacts.Model)}
 
 
 class LatestPushedModel(base_component.BaseComponent):
-    """The latest model the Pusher wrote to `serving_model_dir` (empty if none)."""
+    """The latest model the Pusher wrote to `serving_model_dir` (empty if none), looked up
+    again when the data's fingerprint changes."""
 
     SPEC_CLASS = LatestPushedModelSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(LatestPushedModelExecutor)
 
-    def __init__(self, serving_model_dir: str):
+    def __init__(self, serving_model_dir: str, data_fingerprint: Optional[DataFingerprint] = None):
         super().__init__(spec=LatestPushedModelSpec(
             serving_model_dir=serving_model_dir,
+            data_fingerprint=data_fingerprint.as_parameter if data_fingerprint else None,
             model=types.Channel(type=standard_artifacts.Model)))
 

@@ -25,11 +25,17 @@ from kubeflow.image import image_reference
 from kubeflow.multi_worker import trainer_launcher
 from kubeflow.submit import SPEC_DIR, spec_path
 from pipeline.config import CLUSTER_STORAGE_SCHEMES, PipelineConfig
-from pipeline.definition import PUSHED_BASELINE_ID, TRAINER_ID, create_pipeline
+from pipeline.definition import (BASELINE_ID, DATA_FINGERPRINT_ID, TRAINER_ID,
+                                 create_pipeline)
 
 # Tasks that read the world outside their inputs: KFP's cache, keyed by a task's inputs,
-# image and arguments, would serve a weekly run last week's data or baseline.
-UNCACHED_TASKS = ("ImageExampleGen", PUSHED_BASELINE_ID)
+# image and arguments, would serve a weekly run last week's data. The others read the
+# data's fingerprint as a parameter (components/data_fingerprint/): on unchanged data
+# a run is served from the cache after this task.
+UNCACHED_TASKS = (DATA_FINGERPRINT_ID,)
+# TFX's name for the Vertex resolver task that finds the last blessing
+# (tfx/orchestration/kubeflow/v2/step_builder.py, _MODEL_BLESSING_RESOLVER_SUFFIX).
+BLESSING_RESOLVER_TASK = BASELINE_ID + "-model-blessing-resolver"
 TFX_ENTRYPOINT = ["python", "-m", "tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor"]
 OUR_ENTRYPOINT = ["python", "-m", "kubeflow.entrypoint"]
 # What each backend can run: open-source KFP compiles a spec into an Argo workflow of
@@ -123,12 +129,18 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
     for name, parameter in pipeline_spec["root"]["inputDefinitions"]["parameters"].items():
         parameter["defaultValue"] = defaults[name]
     tasks = pipeline_spec["root"]["dag"]["tasks"]
+    name_output_parameters_producers(tasks)
     for name in UNCACHED_TASKS:
-        if name in tasks:
-            tasks[name]["cachingOptions"] = {"enableCache": False}
+        tasks[name]["cachingOptions"] = {"enableCache": False}
+    if config.kfp_target == "vertex":
+        scope_baseline_to_pipeline(pipeline_spec, config.pipeline_root)
     # Set here, not through TFX's platform_config, which its compiler drops for ExampleGen.
     for name, task in tasks.items():
         executor = executor_of(pipeline_spec, task)
+        if "container" in executor and config.kfp_target == "kubeflow":
+            # TFX's ExampleGen driver hook (lifecycle.preCacheCheck), which Vertex runs
+            # and open-source KFP's driver never reads: not in a spec for the latter.
+            executor["container"].pop("lifecycle", None)
         if "container" in executor:
             # A Trainer that launches workers only waits for them: a small task's requests.
             executor["container"]["resources"] = (
@@ -155,6 +167,36 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
         yaml.safe_dump_all([pipeline_spec, *([platform_spec] if platform_spec else [])],
                            spec_file, sort_keys=True)
     return path
+
+
+def name_output_parameters_producers(tasks: dict) -> None:
+    """A task output parameter's producer as the task is named: TFX 1.16's compiler
+    names it `<component id>_task` (step_builder.py, StepBuilder.build), a task no spec
+    holds, and KFP fails the consumer's driver on it."""
+    for task in tasks.values():
+        for parameter in task.get("inputs", {}).get("parameters", {}).values():
+            producer = parameter.get("taskOutputParameter")
+            if producer and producer["producerTask"] not in tasks:
+                producer["producerTask"] = producer["producerTask"].removesuffix("_task")
+
+
+def scope_baseline_to_pipeline(pipeline_spec: dict, pipeline_root: str) -> None:
+    """Vertex's baseline: the last blessing of this pipeline, not of any pipeline in the
+    project's metadata store.
+
+    TFX's resolver query (step_builder.py, _build_resolver_for_latest_model_blessing)
+    filters on type, state and `blessed` only, over the whole store that a project's
+    pipelines share. Every artifact of a Vertex run lies under the run's pipeline root
+    (`<root>/<project number>/<job>/<task>_<id>/<output>`), and ours is the pipeline's own,
+    `<output_dir>/pipeline_root/<pipeline name>`: the spec's default root, and the query's
+    `uri` prefix (Vertex ML Metadata's filters take `*` in a string: AIP-160, as its
+    ListArtifacts documents). A run submitted with another root finds no baseline and is
+    judged on min_accuracy alone, never against another pipeline's model.
+    """
+    pipeline_spec["defaultPipelineRoot"] = pipeline_root
+    query = executor_of(pipeline_spec, pipeline_spec["root"]["dag"]["tasks"][
+        BLESSING_RESOLVER_TASK])["resolver"]["outputArtifactQueries"]["model_blessing"]
+    query["filter"] += f' AND uri="{pipeline_root.rstrip("/")}/*"'
 
 
 def kubernetes_platform_spec(pipeline_spec: dict,

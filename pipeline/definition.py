@@ -17,6 +17,7 @@ from tfx.dsl.input_resolution import canned_resolver_functions
 
 import models
 from components import atomic_pusher, pushed_baseline
+from components.data_fingerprint.component import DataFingerprint, give_fingerprint_to
 from components.evaluator import Evaluator
 from components.image_example_gen.component import ImageExampleGen
 from components.image_example_gen.layout import default_input_config
@@ -37,6 +38,7 @@ TRAINER_ID = "Trainer"
 BASELINE_ID = "latest_blessed_model_resolver"
 # Argo reads "_" in a task name as an operator of its dependency expressions.
 PUSHED_BASELINE_ID = "latest-pushed-model"
+DATA_FINGERPRINT_ID = "data-fingerprint"
 
 
 def statistics_options() -> tfdv.StatsOptions:
@@ -136,6 +138,7 @@ def create_pipeline(
         # A proto cannot hold a parameter, so the whole TrainArgs is one, as its JSON.
         train_args = tfx.dsl.experimental.RuntimeParameter(
             name="train_args", ptype=str, default=json_format.MessageToJson(train_args, indent=None))
+    input_config = default_input_config(in_spans=config.spans)
     example_gen = ImageExampleGen(
         input_base=input_base,
         class_names=config.class_names,
@@ -143,8 +146,15 @@ def create_pipeline(
         max_rejected_fraction=config.max_rejected_fraction,
         max_file_bytes=config.max_file_bytes,
         max_split_overlap_fraction=config.max_split_overlap_fraction,
-        input_config=default_input_config(in_spans=config.spans),
+        input_config=input_config,
     )
+    # Locally, ImageExampleGen's own driver fingerprints the files for TFX's cache. A
+    # cluster's cache keys a task by its parameters, not by the files it reads: the
+    # fingerprint becomes one (components/data_fingerprint/).
+    data_fingerprint = (DataFingerprint(input_base=input_base, input_config=input_config)
+                        .with_id(DATA_FINGERPRINT_ID) if on_cluster else None)
+    if data_fingerprint:
+        give_fingerprint_to(example_gen, data_fingerprint)
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], stats_options=statistics_options())
     schema_gen = tfx.components.SchemaGen(
@@ -154,7 +164,8 @@ def create_pipeline(
     if target == "kubeflow":
         # Open-source KFP runs no resolver tasks: the baseline is the last pushed model.
         latest_blessed_model = pushed_baseline.LatestPushedModel(
-            serving_model_dir=config.serving_model_dir).with_id(PUSHED_BASELINE_ID)
+            serving_model_dir=config.serving_model_dir,
+            data_fingerprint=data_fingerprint).with_id(PUSHED_BASELINE_ID)
     else:
         latest_blessed_model = tfx.dsl.Resolver(
             strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
@@ -231,7 +242,7 @@ def create_pipeline(
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[example_gen, statistics_gen, schema_gen, example_validator,
+        components=[*([data_fingerprint] if data_fingerprint else []), example_gen, statistics_gen, schema_gen, example_validator,
                     latest_blessed_model, *span_nodes, transform, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
