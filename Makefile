@@ -15,6 +15,8 @@ DATA_ROOT ?= $(DEFAULT_DATA_ROOT)
 LOCAL_HOME ?= $(HOME)/tfx/local
 
 export TF_USE_LEGACY_KERAS := 1
+# A line per stage on the console, the whole log in outputs/logs/ (VERBOSE=1: both).
+CONSOLE = $(BIN)/python -m pipeline.console
 # oneDNN's CPU kernels, which TensorFlow enables by itself only on AVX-512 CPUs (models/__init__.py).
 export TF_ENABLE_ONEDNN_OPTS ?= 1
 # Every PipelineConfig field can be set by its upper-case name: make pipeline TRAIN_EPOCHS=90
@@ -42,7 +44,8 @@ $(VENV)/.installed: requirements.lock setup.py
 	$(BIN)/python -m pip install -q --upgrade pip==24.3.1 $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps --ignore-requires-python -r requirements.lock $(PIP_QUIET)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e . $(PIP_QUIET)
-	$(BIN)/python -c "import tfx.v1, tensorflow_transform, tensorflow_model_analysis, pipeline"
+	$(BIN)/python -c "import tfx.v1, tensorflow_transform, tensorflow_model_analysis, pipeline" \
+	  2>$(VENV)/import-check.log || { cat $(VENV)/import-check.log >&2; exit 1; }
 	touch $@
 
 venv: $(VENV)/.installed  ## Create .venv from the pinned lock (every command does it first)
@@ -53,7 +56,8 @@ venv: $(VENV)/.installed  ## Create .venv from the pinned lock (every command do
 # Google Cloud client libraries warn about Python 3.11 at every import; noise for a CLI.
 pipeline: export PYTHONWARNINGS := ignore::FutureWarning
 pipeline: venv  ## Generate the default dataset (DATA_ROOT unset), then run the whole pipeline
-	$(BIN)/python -m pipeline.run_lock "make pipeline" $(MAKE) --no-print-directory pipeline-run
+	@$(CONSOLE) pipeline -- $(BIN)/python -m pipeline.run_lock "make pipeline" \
+	  $(MAKE) -s --no-print-directory pipeline-run
 
 # The steps of `make pipeline`, run under its lock.
 pipeline-run: export PYTHONWARNINGS := ignore::FutureWarning
@@ -86,7 +90,7 @@ register: venv  ## Register the pipeline with the TFX CLI, if its code or settin
 # One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...): see the README.
 retrain: export PYTHONWARNINGS := ignore::FutureWarning
 retrain: venv  ## One retraining cycle on span-<N> drops (SPANS=true DATA_ROOT=...)
-	$(BIN)/python -m pipeline.retrain
+	@$(CONSOLE) retrain -- $(BIN)/python -m pipeline.retrain
 
 # The runs so far: time, spans, eval accuracy, blessed, pushed version.
 history: venv  ## The runs so far: time, spans, eval accuracy, blessed, pushed version
@@ -116,28 +120,28 @@ flink-runner: venv  ## Fetch and build Beam's Flink runner ahead of a first BEAM
 # its figures and its ratio against a baseline measured in the same run.
 bench-model: export PYTHONWARNINGS := ignore::FutureWarning
 bench-model: venv  ## Benchmark: model training speed
-	$(BIN)/python -m benchmarks.model_speed
+	@$(CONSOLE) --show-stdout bench-model -- $(BIN)/python -m benchmarks.model_speed
 
 # Ingestion and Transform on Flink (parallelism 1 and 2) against the DirectRunner.
 bench-flink: export PYTHONWARNINGS := ignore::FutureWarning
 bench-flink: venv  ## Benchmark: ingestion and Transform on Flink against the DirectRunner
-	$(BIN)/python -m benchmarks.flink
+	@$(CONSOLE) --show-stdout bench-flink -- $(BIN)/python -m benchmarks.flink
 
 # Our pipeline against a plain Keras script on real photos: DATA_ROOT=<photos, Kaggle layout>.
 bench-photos: export PYTHONWARNINGS := ignore::FutureWarning
 bench-photos: venv  ## Benchmark: our pipeline against a plain Keras script (DATA_ROOT=<photos>)
 	test "$$DATA_ROOT" != "$(DEFAULT_DATA_ROOT)" || { echo "Set DATA_ROOT to real photos." >&2; exit 1; }
-	$(BIN)/python -m benchmarks.real_photos --data-root "$$DATA_ROOT"
+	@$(CONSOLE) --show-stdout bench-photos -- $(BIN)/python -m benchmarks.real_photos --data-root "$$DATA_ROOT"
 
 # The input benchmark reads the Transform output of `make pipeline` (cached if current).
 bench: export PYTHONWARNINGS := ignore::FutureWarning
 bench: pipeline  ## Every benchmark, after make pipeline
-	$(BIN)/python -m benchmarks.model_speed
-	$(BIN)/python -m benchmarks.cpu_kernels
-	$(BIN)/python -m benchmarks.input_pipeline
-	$(BIN)/python -m benchmarks.ingestion
-	$(BIN)/python -m benchmarks.pipeline_scaling
-	$(BIN)/python -m benchmarks.statistics_memory
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.model_speed
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.cpu_kernels
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.input_pipeline
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.ingestion
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.pipeline_scaling
+	@$(CONSOLE) --show-stdout bench -- $(BIN)/python -m benchmarks.statistics_memory
 
 # Kubeflow Pipelines (kubeflow/README.md). Settings as for `make pipeline`, plus
 # KFP_TARGET (kubeflow or vertex), OUTPUT_DIR and DATA_ROOT (gs://; on kubeflow also
@@ -178,7 +182,7 @@ kubeflow-local: export OUTPUT_DIR ?= outputs/kubeflow-local
 kubeflow-local: venv  ## Run the compiled spec on this machine as KFP's launcher does
 	if [ "$$DATA_ROOT" = "$(DEFAULT_DATA_ROOT)" ]; then \
 	  $(BIN)/python -m data.generate --output $(DEFAULT_DATA_ROOT); fi
-	$(BIN)/python -m kubeflow.contract_run
+	@$(CONSOLE) --show-stdout kubeflow-local -- $(BIN)/python -m kubeflow.contract_run
 
 kubeflow-upload kubeflow-run kubeflow-schedule kubeflow-schedules kubeflow-unschedule: \
   export PYTHONWARNINGS := ignore::FutureWarning

@@ -43,7 +43,7 @@ def build_reference(config: ModelConfig, train_steps: int) -> tf.keras.Model:
     size = config.image_size_px
     model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
                                            classes=len(config.class_names))
-    return trainer.compile_model(model, config, train_steps)
+    return trainer.compile_model(model, config, trainer.learning_rate_schedule(config, train_steps))
 
 
 def synthetic_input(global_batch_size: int, image_size_px: int) -> tf.data.Dataset:

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from data.folders import EVAL_SPLIT_FOLDER, SPAN_COMPLETE_MARKER, TRAIN_SPLIT_FOLDER
+from models import console
 
 SPLITS = (TRAIN_SPLIT_FOLDER, EVAL_SPLIT_FOLDER)
 CLASSES = ("cats", "dogs")
@@ -380,7 +381,7 @@ def main(argv=None):
         f"{split} {counts['cats']} cats + {counts['dogs']} dogs" for split, counts in summary["counts"].items()
     )
     status = "Generated" if summary["created"] else "Already present"
-    print(f"{status}: {args.output} {splits} (seed {args.seed})")
+    console.show(f"{status}: {args.output} {splits} (seed {args.seed})")
 
 
 if __name__ == "__main__":

@@ -31,3 +31,9 @@ ERROR_KEY = "error"  # raw-bytes signature: why an input got no prediction, "" i
 IMAGE_BYTES_SIGNATURE = "serving_default"  # what a client sends to TF Serving
 TF_EXAMPLE_SIGNATURE = "serving_tf_example"  # what TFMA feeds
 IMAGE_BYTES_INPUT = "image_bytes"  # TF Serving's REST API base64-decodes `*_bytes` inputs
+
+# In a Model artifact, beside Format-Serving/ (which alone is pushed): the weights and
+# architecture for the next run's warm start, and how the training went (JSON: epochs
+# planned and trained, steps, whether it stopped early, eval accuracy).
+TRAINING_STATE_DIR = "training_state"
+TRAINING_SUMMARY_FILE = "training_summary.json"

@@ -6,11 +6,13 @@ MultiWorkerMirroredStrategy every worker of the cluster runs `run_fn` with the s
 arguments; only the chief's outputs are kept.
 """
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import tempfile
+import time
 from typing import Any, Iterator, Optional
 
 import tensorflow as tf
@@ -20,12 +22,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from models import features, resnet, serving
+from models import console, features, resnet, serving
 from models.model_config import ModelConfig
 
-# Beside the Model artifact's Format-Serving/: the weights and the architecture they fit,
-# for the next run's warm start. The Pusher copies only Format-Serving/.
-TRAINING_STATE_DIR = "training_state"
 # Beside the Trainer's outputs: a training's last epoch, kept until it completes (a folder
 # per set of inputs, so that a rerun after a crash resumes).
 TRAINING_BACKUPS_DIR = ".training_backup"
@@ -173,21 +172,19 @@ def build_model(config: ModelConfig) -> tf.keras.Model:
 
 
 def build_and_compile_model(config: ModelConfig, train_steps: int) -> tf.keras.Model:
-    """The ResNet with its optimizer; call inside the strategy's scope."""
-    return compile_model(build_model(config), config, train_steps)
+    """The ResNet with its optimizer, its schedule ending at train_steps; call inside the
+    strategy's scope."""
+    return compile_model(build_model(config), config, learning_rate_schedule(config, train_steps))
+
+
+def learning_rate_schedule(config: ModelConfig,
+                           train_steps: int) -> "WarmupCosineWithCooldown":
+    return WarmupCosineWithCooldown(config.learning_rate, config.warmup_steps, train_steps)
 
 
 def compile_model(model: tf.keras.Model, config: ModelConfig,
-                  train_steps: int) -> tf.keras.Model:
-    """AdamW with linear warm-up then cosine decay to zero at train_steps; the train step
-    XLA-compiled if set."""
-    warmup_steps = min(config.warmup_steps, train_steps - 1)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0,
-        decay_steps=train_steps - warmup_steps,
-        warmup_target=config.learning_rate,
-        warmup_steps=warmup_steps,
-    )
+                  schedule: tf.keras.optimizers.schedules.LearningRateSchedule) -> tf.keras.Model:
+    """AdamW on the schedule; the train step XLA-compiled if set."""
     optimizer = tf.keras.optimizers.AdamW(learning_rate=schedule,
                                           weight_decay=config.weight_decay)
     # Decaying BatchNorm's scale and shift only fights the normalisation.
@@ -205,6 +202,46 @@ def compile_model(model: tf.keras.Model, config: ModelConfig,
     for step in ("train_step", "test_step", "predict_step"):
         setattr(model, step, tf.autograph.experimental.do_not_convert(getattr(model, step)))
     return model
+
+
+class WarmupCosineWithCooldown(tf.keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up to the peak, then cosine decay to zero at train_steps; or, once
+    `start_cooldown(step, steps)` is called (eval accuracy stopped improving), a linear
+    decay from that step's rate to zero over `steps`.
+
+    A run that stops early thus still ends on an annealed model, not on a cosine cut off
+    at a high rate. Create it inside the strategy's scope: the cooldown's start is a
+    variable that every replica reads.
+    """
+
+    def __init__(self, peak_learning_rate: float, warmup_steps: int, train_steps: int):
+        super().__init__()
+        self.peak_learning_rate = peak_learning_rate
+        self.warmup_steps = min(warmup_steps, train_steps - 1)
+        self.train_steps = train_steps
+        self.cosine = tf.keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=0.0, decay_steps=train_steps - self.warmup_steps,
+            warmup_target=peak_learning_rate, warmup_steps=self.warmup_steps)
+        # (first step, length) of the cooldown; a length of 0: none started.
+        self.cooldown = tf.Variable([0, 0], dtype=tf.int64, trainable=False,
+                                    name="cooldown", aggregation=tf.VariableAggregation.NONE)
+
+    def start_cooldown(self, step: int, steps: int) -> None:
+        self.cooldown.assign([step, steps])
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.int64)
+        rate = self.cosine(step)
+        start, length = self.cooldown[0], self.cooldown[1]
+        remaining = 1.0 - tf.cast(step - start, tf.float32) / tf.cast(tf.maximum(length, 1),
+                                                                      tf.float32)
+        cooled = self.cosine(start) * tf.clip_by_value(remaining, 0.0, 1.0)
+        # Never above the cosine: a cooldown reaching past train_steps ends with it.
+        return tf.where((length > 0) & (step >= start), tf.minimum(rate, cooled), rate)
+
+    def get_config(self):
+        return {"peak_learning_rate": self.peak_learning_rate,
+                "warmup_steps": self.warmup_steps, "train_steps": self.train_steps}
 
 
 class SmoothedSparseCrossentropy(tf.keras.losses.Loss):
@@ -263,6 +300,75 @@ class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
                 f"{self.learning_rate}: try a tenth), else non-finite input values.")
 
 
+class CooldownOnPlateau(tf.keras.callbacks.Callback):
+    """Ends training early once eval accuracy has stopped improving: after
+    `patience_epochs` evaluated epochs without a new best, the learning rate decays
+    linearly to zero over `cooldown_epochs`, then training stops.
+
+    On easy data (the generated default set reaches 0.99 within ~15 epochs) this saves
+    most of a schedule sized for real photos, whose accuracy still climbs late in the
+    cosine and so never triggers it. Every worker of a cluster sees the same global eval
+    accuracy, and so decides alike.
+    """
+
+    def __init__(self, schedule: WarmupCosineWithCooldown, patience_epochs: int,
+                 cooldown_epochs: int, steps_per_epoch: int):
+        super().__init__()
+        self.schedule = schedule
+        self.patience_epochs = patience_epochs
+        self.cooldown_steps = cooldown_epochs * steps_per_epoch
+        self.best_accuracy = -1.0
+        self.epochs_without_improvement = 0
+        self.cooldown_end_step: Optional[int] = None
+        self.stopped_early_at_epoch: Optional[int] = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.cooldown_end_step is not None:
+            if step >= self.cooldown_end_step:
+                self.model.stop_training = True
+                self.stopped_early_at_epoch = epoch + 1
+            return
+        accuracy = (logs or {}).get("val_accuracy")
+        if accuracy is None:
+            return
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.epochs_without_improvement = accuracy, 0
+            return
+        self.epochs_without_improvement += 1
+        if self.epochs_without_improvement >= self.patience_epochs:
+            self.schedule.start_cooldown(step, self.cooldown_steps)
+            self.cooldown_end_step = step + self.cooldown_steps
+            logging.info("Eval accuracy has not improved on %.3f for %d epochs: the learning "
+                         "rate decays to zero over the next %d steps, then training stops.",
+                         self.best_accuracy, self.patience_epochs, self.cooldown_steps)
+
+
+class TrainingProgress(tf.keras.callbacks.Callback):
+    """The console's progress line: the epoch, the last eval accuracy and the time left
+    if every planned epoch runs (an early stop makes it shorter)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+        self.eval_accuracy: Optional[float] = None
+        self.started = 0.0
+
+    def on_train_begin(self, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.eval_accuracy = (logs or {}).get("val_accuracy", self.eval_accuracy)
+        done = epoch + 1
+        elapsed = time.monotonic() - self.started
+        left = elapsed / done * (self.epochs - done)
+        accuracy = ("" if self.eval_accuracy is None
+                    else f", eval accuracy {self.eval_accuracy:.3f}")
+        console.show_progress(f"  Trainer: epoch {done}/{self.epochs}{accuracy}, "
+                              f"{console.duration(elapsed)} so far, at most "
+                              f"{console.duration(left)} left")
+
+
 class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
     """Logs train and eval accuracy side by side, so a gap (e.g. unsettled BN) shows."""
 
@@ -285,17 +391,35 @@ def architecture(config: ModelConfig) -> dict[str, Any]:
 
 def save_training_state(model: tf.keras.Model, config: ModelConfig,
                         serving_model_dir: str) -> None:
-    state_dir = os.path.join(os.path.dirname(serving_model_dir), TRAINING_STATE_DIR)
+    state_dir = os.path.join(os.path.dirname(serving_model_dir), features.TRAINING_STATE_DIR)
     model.save_weights(os.path.join(state_dir, "weights"))
     with tf.io.gfile.GFile(os.path.join(state_dir, "architecture.json"), "w") as file:
         json.dump(architecture(config), file)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSummary:
+    """How a training went: the run's console says it (metadata/stage_results.py)."""
+
+    epochs_planned: int
+    epochs_trained: int
+    steps: int
+    stopped_early: bool
+    eval_accuracy: float  # the Keras model's own, on the last evaluated epoch
+
+
+def write_training_summary(serving_model_dir: str, summary: TrainingSummary) -> None:
+    path = os.path.join(os.path.dirname(serving_model_dir), features.TRAINING_STATE_DIR,
+                        features.TRAINING_SUMMARY_FILE)
+    with tf.io.gfile.GFile(path, "w") as file:
+        json.dump(dataclasses.asdict(summary), file)
 
 
 def warm_start(model: tf.keras.Model, config: ModelConfig,
                base_model_dir: Optional[str]) -> str:
     """Loads the base model's weights when its architecture matches; logs and returns
     what it did."""
-    state_dir = os.path.join(os.path.dirname(base_model_dir or ""), TRAINING_STATE_DIR)
+    state_dir = os.path.join(os.path.dirname(base_model_dir or ""), features.TRAINING_STATE_DIR)
     architecture_file = os.path.join(state_dir, "architecture.json")
     if not base_model_dir:
         outcome = "Training from scratch: no blessed model to start from."
@@ -409,7 +533,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     eval_dataset = eval_input(fn_args.eval_files, fn_args.data_accessor, schema,
                               global_batch_size)
     with strategy.scope():
-        model = build_and_compile_model(config, train_steps)
+        schedule = learning_rate_schedule(config, train_steps)
+        model = compile_model(build_model(config), config, schedule)
         warm_start(model, config, fn_args.base_model)
 
     backup = backup_dir(fn_args)
@@ -419,25 +544,31 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     if checkpoint:
         logging.info("Resuming an interrupted training from its last checkpoint: %s",
                      checkpoint)
-    model.fit(
+    plateau = CooldownOnPlateau(schedule, config.plateau_patience_epochs,
+                                config.cooldown_epochs, steps_per_epoch)
+    history = model.fit(
         train_dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=eval_dataset,
-        # The last epoch is always evaluated (Keras counts from 1).
-        validation_freq=[e for e in range(1, epochs + 1)
-                         if (epochs - e) % max(1, epochs // _EVALUATIONS_PER_RUN) == 0],
+        # Every epoch while watching for a plateau, else about _EVALUATIONS_PER_RUN times;
+        # the last epoch always (Keras counts from 1).
+        validation_freq=(1 if config.plateau_patience_epochs else
+                         [e for e in range(1, epochs + 1)
+                          if (epochs - e) % max(1, epochs // _EVALUATIONS_PER_RUN) == 0]),
         callbacks=[
             # Saves each epoch, restores after a crash, and deletes its files when done.
             # First, so that the epoch is saved before it is logged.
             tf.keras.callbacks.BackupAndRestore(backup),
             StopAtStep(train_steps),
             StopOnNonFiniteLoss(config.learning_rate),
+            *([plateau] if config.plateau_patience_epochs else []),
             # Workers other than the chief log to temporary folders it then removes.
             tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
             TrainEvalAccuracyLog(),
+            TrainingProgress(epochs),
         ],
-        verbose=2,
+        verbose=0,
     )
     logging.info("Trained %d steps; weights digest %s.", int(model.optimizer.iterations.numpy()),
                  weights_digest(model))
@@ -446,6 +577,11 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                                      config.max_image_pixels, config.max_request_pixels,
                                      serving_model_dir, config.test_time_flip)
         save_training_state(model, config, serving_model_dir)
+        write_training_summary(serving_model_dir, TrainingSummary(
+            epochs_planned=epochs, epochs_trained=len(history.epoch),
+            steps=int(model.optimizer.iterations.numpy()),
+            stopped_early=plateau.stopped_early_at_epoch is not None,
+            eval_accuracy=history.history["val_accuracy"][-1]))
     # TFX's executor checks on every worker that the serving model exists: none returns
     # before the chief has written it.
     wait_for_every_worker(strategy)

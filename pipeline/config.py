@@ -53,6 +53,8 @@ INTEGER_BOUNDS = {
     "batch_size_per_replica": (1, 65_536),
     "train_epochs": (1, 1_000_000),
     "warmup_steps": (0, 100_000_000),
+    "plateau_patience_epochs": (0, 1_000_000),
+    "cooldown_epochs": (1, 1_000_000),
     "shuffle_seed": (0, 2 ** 63 - 1),  # a tf.data seed is an int64
     "training_window_spans": (1, 10_000),
     "max_image_pixels": (1, 2 ** 32),  # a 4-gigapixel image takes 12 GB decoded
@@ -144,6 +146,12 @@ class PipelineConfig:
     # Peak learning rate of AdamW, reached after a linear warm-up, then cosine decay to 0.
     learning_rate: float = 4e-3
     warmup_steps: int = 50
+    # Training ends early once eval accuracy has not improved for this many epochs (0:
+    # never): the learning rate then decays linearly to zero over cooldown_epochs, and
+    # training stops. Real photos still improve late in the schedule and train their
+    # train_epochs; the generated default set stops within ~40 (benchmarks/RESULTS.md).
+    plateau_patience_epochs: int = 10
+    cooldown_epochs: int = 5
     # Decoupled weight decay (AdamW), not applied to BatchNorm's scale and shift.
     weight_decay: float = 1e-4
     # The targets' weight moved from the true class to uniform: a from-scratch model on a
@@ -338,6 +346,11 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return _absolute(self.output_dir, "metadata", self.pipeline_name, "metadata.sqlite")
+
+    @property
+    def logs_dir(self) -> str:
+        """Each command's whole log (pipeline/console.py)."""
+        return _absolute(self.output_dir, "logs")
 
     @property
     def serving_model_dir(self) -> str:

@@ -10,6 +10,7 @@ run starts a local Flink cluster for its Beam components, and stops it when it e
 """
 import argparse
 import contextlib
+import logging as std_logging
 import os
 import shutil
 import sys
@@ -20,10 +21,12 @@ from pathlib import Path
 from absl import logging
 from tfx import v1 as tfx
 
+from metadata.stage_results import stage_result
 from metadata.store import open_store, pipeline_runs
+from models import console
+from models.trainer import TRAINING_BACKUPS_DIR
 from pipeline import flink, run_lock
 from pipeline.config import PipelineConfig
-from models.trainer import TRAINING_BACKUPS_DIR
 from pipeline.definition import TRAINER_ID, create_pipeline
 
 
@@ -67,6 +70,36 @@ def remove_stale_training_backups(config: PipelineConfig) -> None:
     shutil.rmtree(Path(config.pipeline_root, TRAINER_ID, TRAINING_BACKUPS_DIR), ignore_errors=True)
 
 
+class StageLines(std_logging.Handler):
+    """Shows a console line as each component ends: its time and what it did.
+
+    It reads the two lines TFX's local runner logs around each component ("Component %s
+    is running." / "is finished.", tfx/orchestration/local/local_dag_runner.py,
+    LocalDagRunner.run_with_ir), and the component's outputs from MLMD.
+    """
+
+    def __init__(self, config: PipelineConfig):
+        super().__init__()
+        self.config = config
+        self.started: dict[str, float] = {}
+
+    def emit(self, record: std_logging.LogRecord) -> None:
+        if record.msg == "Component %s is running.":
+            self.started[record.args[0]] = time.monotonic()
+        elif record.msg == "Component %s is finished.":
+            component = record.args[0]
+            seconds = time.monotonic() - self.started.pop(component, time.monotonic())
+            console.show(f"  {component:<30} {console.duration(seconds):>10}  "
+                         f"{self.result(component)}")
+
+    def result(self, component: str) -> str:
+        try:
+            return stage_result(self.config.metadata_path, self.config.pipeline_name, component)
+        except Exception as error:  # a line the console lacks must never fail the run
+            logging.warning("No console line for %s: %r", component, error)
+            return ""
+
+
 class LocalRunner(tfx.orchestration.LocalDagRunner):
     """TFX's local runner, with what the Beam runner needs running around the run: a
     local Flink cluster for beam_runner=flink (pipeline/flink.py).
@@ -96,8 +129,11 @@ def run() -> None:
     metadata = tfx.orchestration.metadata.sqlite_metadata_connection_config(
         config.metadata_path)
     started = time.time()
+    stage_lines = StageLines(config)
+    std_logging.getLogger("absl").addHandler(stage_lines)
     with run_temp_dir(config):
         LocalRunner(config.beam_runner).run(create_pipeline(config, metadata))
+    std_logging.getLogger("absl").removeHandler(stage_lines)
     # `tfx pipeline create` executes this file too, with run() made a no-op: clean up only
     # after a run that happened (a failed one raises).
     if ran_since(config, started):

@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from models import console
 from pipeline.config import PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,8 +60,9 @@ def register(config: PipelineConfig) -> bool:
     if is_registered(config) and recorded.exists() and recorded.read_text() == current:
         return False
     action = "update" if is_registered(config) else "create"
+    # The CLI's own lines go to the log (standard error), with the rest of its output.
     subprocess.run([TFX_CLI, "pipeline", action, "--engine=local",
-                    f"--pipeline_path={LOCAL_RUNNER}"], check=True)
+                    f"--pipeline_path={LOCAL_RUNNER}"], check=True, stdout=sys.stderr)
     # Written after: `update` replaces the whole folder.
     recorded.write_text(current)
     return True
@@ -73,9 +75,9 @@ def main() -> int:
         registered = register(config)
     except subprocess.CalledProcessError as error:  # the CLI has said why
         return error.returncode
-    if not registered:
-        print(f"Pipeline {config.pipeline_name} is registered with this code and these "
-              "settings: nothing to update.")
+    console.show(f"Pipeline {config.pipeline_name} " + (
+        "registered with the TFX CLI (its code or settings changed)." if registered else
+        "is registered with this code and these settings: nothing to update."))
     return 0
 
 

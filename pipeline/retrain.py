@@ -15,6 +15,7 @@ from pathlib import Path
 
 from data.folders import SPAN_COMPLETE_MARKER, span_number
 from metadata.runs import latest_run_summary, span_ingestions
+from models import console
 from pipeline import registration, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.summary import summary_lines
@@ -37,23 +38,23 @@ def span_to_train(config: PipelineConfig, spans: dict[int, bool]) -> int | None:
     for number in sorted(number for number, complete in spans.items() if not complete
                          and (newest_complete is None or number > newest_complete)):
         marker = Path(config.data_root, f"span-{number}", SPAN_COMPLETE_MARKER)
-        print(f"Waiting for span-{number}: no {marker} yet (a drop's writer leaves it last, "
+        console.show(f"Waiting for span-{number}: no {marker} yet (a drop's writer leaves it last, "
               "once every file is in).")
     if newest_complete is None:
-        print("No complete span yet. Nothing to do.")
+        console.show("No complete span yet. Nothing to do.")
         return None
     ingestions = span_ingestions(config.metadata_path)
     trained = max((ingestion for ingestion in ingestions if ingestion.run_completed),
                   key=lambda ingestion: ingestion.span, default=None)
     if trained is not None and newest_complete <= trained.span:
-        print(f"No new span: span-{newest_complete} was trained by run {trained.run_id}, "
+        console.show(f"No new span: span-{newest_complete} was trained by run {trained.run_id}, "
               "which completed. Nothing to do.")
         return None
     for ingestion in ingestions:
         if ingestion.span == newest_complete and not ingestion.run_completed:
-            print(f"span-{newest_complete} was ingested by run {ingestion.run_id}, which did "
+            console.show(f"span-{newest_complete} was ingested by run {ingestion.run_id}, which did "
                   "not complete (it failed or was stopped): training it again.")
-    print(f"New span: span-{newest_complete} (last trained: "
+    console.show(f"New span: span-{newest_complete} (last trained: "
           f"{'none' if trained is None else f'span-{trained.span}'}). Running the pipeline.")
     return newest_complete
 
@@ -71,7 +72,8 @@ def run_cycle(config: PipelineConfig) -> int:
     if result.returncode != 0:
         return result.returncode
     # Flushed: the report command writes to the same output.
-    print("\n".join(summary_lines(latest_run_summary(config.metadata_path))), flush=True)
+    for line in summary_lines(latest_run_summary(config.metadata_path)):
+        console.show(line)
     return subprocess.run([REPORT_CLI]).returncode
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from metadata.runs import RunSummary, latest_run_summary
+from models import console
 from pipeline.config import PipelineConfig
 
 # Overall metrics worth a line in the summary, in TFMA's names.
@@ -38,7 +39,8 @@ def main() -> int:
     except LookupError as error:
         print(f"No summary: {error}", file=sys.stderr)
         return 1
-    print("\n".join(summary_lines(summary)))
+    for line in summary_lines(summary):
+        console.show(line)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from models import console
 from pipeline.config import PipelineConfig
 from reports.report import write_comparison, write_run_report
 
@@ -32,6 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     except LookupError as error:  # no such run, or nothing evaluated yet
         print(f"No report: {error}", file=sys.stderr)
         return 1
-    print(f"Report: {html_path}")
-    print(f"Report summary (JSON): {json_path}")
+    console.show(f"Report: {html_path}")
+    console.show(f"Report summary (JSON): {json_path}")
     return 0

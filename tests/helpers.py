@@ -198,3 +198,10 @@ def run_blessed_pipeline(work: Path) -> dict:
     return {"environment": environment, "config": config, "data_root": data_root,
             "stdout": stdout, "run_beside": beside, "stale_backup": stale_backup,
             "work": work, "summary": summary}
+
+
+def full_log(console_output: str) -> str:
+    """The log file a command run under pipeline/console.py named in its first line."""
+    first_line = console_output.splitlines()[0]
+    assert first_line.startswith("Full log: "), console_output[:500]
+    return Path(first_line.removeprefix("Full log: ")).read_text(errors="replace")

@@ -50,6 +50,7 @@ def test_a_run_killed_while_training_resumes_from_its_last_epoch(tmp_path):
         "WARMUP_STEPS": "5",
         "MIN_ACCURACY": "0.0",
         "BEAM_NUM_WORKERS": "2",
+        "VERBOSE": "1",  # the whole log on the console, where the kill watches for an epoch
     }
     config = PipelineConfig.from_env(environment)
     command = ["make", "-C", str(REPO_ROOT), "pipeline"]

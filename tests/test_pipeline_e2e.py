@@ -6,6 +6,7 @@ threshold, reuses the cached upstream components and pushes nothing.
 """
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from reports import paths as report_paths
 from reports.report import GALLERY_SIZE
 from tests.report_checks import browser_checks
 from tests.helpers import (CORRUPT_FILE, REPO_ROOT, component_outputs, execution_states,
-                           run_make)
+                           full_log, run_make)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,6 +36,26 @@ def test_a_second_run_beside_the_first_exits_at_once_naming_it(blessed_run):
     assert beside.returncode != 0 and "Error 75" in beside.stderr
     assert "Another run of pipeline e2e-test is under way: process " in beside.stderr
     assert "(make pipeline, since " in beside.stderr
+
+
+def test_the_console_has_a_line_per_stage_and_the_log_file_the_rest(blessed_run):
+    """What a person watching `make pipeline` reads: each component's time and result, no
+    TensorFlow or Beam log lines; those are in the log file named first."""
+    stdout = blessed_run["stdout"]
+    expected = {
+        "ImageExampleGen": r"199 train \+ 100 eval images ingested, 1 rejected",
+        "StatisticsGen": r"statistics of 199 train \+ 100 eval examples",
+        "ExampleValidator": r"no anomalies",
+        "Transform": r"199 train \+ 100 eval examples transformed",
+        "Trainer": r"\d+ of 16 epochs \(\d+ steps\).*; eval accuracy 0\.\d{3}",
+        "Evaluator": r"accuracy 0\.\d{3}, AUC 0\.\d{3}: BLESSED",
+        "Pusher": rf"pushed to {blessed_run['summary'].pushed_model_dir}",
+    }
+    for component, result in expected.items():
+        assert re.search(rf"^  {component} +(\d+ s|\d+ min \d\d s)  {result}", stdout,
+                         re.MULTILINE), (component, stdout)
+    assert "cuda" not in stdout.lower() and "Running launcher for node_info" not in stdout
+    assert "Running launcher for node_info" in full_log(stdout)
 
 
 def test_a_successful_run_removes_backups_no_training_will_resume(blessed_run):

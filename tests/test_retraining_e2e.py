@@ -20,13 +20,14 @@ from data.generate import generate_dataset
 from metadata.runs import latest_run_summary
 from pipeline import history, registration
 from pipeline.config import PipelineConfig
-from tests.helpers import REPO_ROOT, run_make, serving_versions
+from tests.helpers import REPO_ROOT, full_log, run_make, serving_versions
 
 pytestmark = pytest.mark.e2e
 
 
 def logged(result: subprocess.CompletedProcess) -> str:
-    return result.stdout + result.stderr
+    """What the cycle showed, and its whole log."""
+    return result.stdout + result.stderr + full_log(result.stdout)
 
 
 def add_span(data_root: Path, span: int, swap_training_labels: bool = False) -> None:
