@@ -34,6 +34,8 @@ def stage_result(metadata_path: str, pipeline_name: str, component: str) -> str:
         return ""
     execution = max(executions, key=lambda execution: execution.id)
     outputs = artifacts_by_key(store, execution)
+    if not outputs:  # a resolver that found nothing, e.g. no blessed model yet
+        return "none found"
     describe = next((describe for key, describe in _DESCRIBE_OUTPUTS if key in outputs),
                     lambda outputs: "")
     text = describe(outputs)
@@ -50,7 +52,7 @@ def _splits(artifact: Artifact) -> list[str]:
 
 def _ingested(outputs: dict[str, Artifact]) -> str:
     report = json.loads(Path(outputs["examples"].uri, INGESTION_REPORT_FILE).read_text())
-    splits = report["splits"]
+    splits = dict(sorted(report["splits"].items(), key=lambda item: (item[0] != "train", item[0])))
     written = " + ".join(f"{counts['written']:,} {split}" for split, counts in splits.items())
     rejected = sum(counts["rejected"] for counts in splits.values())
     ignored = sum(counts["ignored"] for counts in splits.values())

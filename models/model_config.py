@@ -78,6 +78,7 @@ class ModelConfig(_CustomConfig):
     warmup_steps: int
     plateau_patience_epochs: int
     cooldown_epochs: int
+    plateau_min_train_accuracy: float
     distribution_strategy: str  # one of DISTRIBUTION_STRATEGIES, from trainer_workers
     trainer_gpu_count: int  # GPUs each worker must see, or it fails before training
     mixed_precision: str  # one of GPU_SPEEDUP_SETTINGS
