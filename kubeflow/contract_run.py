@@ -738,9 +738,11 @@ def main(argv: list[str]) -> int:
     spec_file = compile_pipeline(config, args.spec_dir, allow_local_paths=True)
     print(f"Compiled {spec_file}; running its tasks under KFP's execution contract...")
     cluster = KfpCluster.load(cluster_state)
+    # The executor-logs output is open-source KFP's driver's: Vertex adds none.
+    publish_logs = args.publish_logs == "true" and config.kfp_target == "kubeflow"
     started = time.monotonic()
     outputs = run_spec(spec_file, config.pipeline_root, os.path.join(args.spec_dir, "runs"),
-                       publish_logs=args.publish_logs == "true", secrets=secrets,
+                       publish_logs=publish_logs, secrets=secrets,
                        kfp_driver=args.kfp_driver, cluster=cluster)
     cluster.save(cluster_state)
     ran = [task for task in task_order(read_spec(spec_file)[0]["root"]["dag"]["tasks"])
@@ -749,7 +751,7 @@ def main(argv: list[str]) -> int:
           f"cache: {', '.join(outputs.cached) or 'nothing'}.")
     blessing = outputs["Evaluator"]["blessing"]["metadata"]
     pushed = outputs["Pusher"]["pushed_model"]["metadata"]
-    print(f"Publish logs: {args.publish_logs}. Blessed: {bool(blessing.get('blessed'))}; baseline: "
+    print(f"Publish logs: {str(publish_logs).lower()}. Blessed: {bool(blessing.get('blessed'))}; baseline: "
           f"{blessing.get('baseline_model') or 'none'}; pushed: "
           f"{pushed.get('pushed_destination') or 'nothing'}")
     return 0

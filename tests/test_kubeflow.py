@@ -74,13 +74,14 @@ def test_kubeflow_spec_wires_the_latest_pushed_model_as_the_baseline(spec):
     tasks = spec["root"]["dag"]["tasks"]
     upstream = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert upstream == {
-        "ImageExampleGen": set(),
+        "data-fingerprint": set(),
+        "ImageExampleGen": {"data-fingerprint"},
         "StatisticsGen": {"ImageExampleGen"},
         "SchemaGen": {"StatisticsGen"},
         "ExampleValidator": {"StatisticsGen", "SchemaGen"},
         "Transform": {"ImageExampleGen", "SchemaGen"},
         "Trainer": {"Transform", "SchemaGen"},
-        "latest-pushed-model": set(),
+        "latest-pushed-model": {"data-fingerprint"},
         "Evaluator": {"ImageExampleGen", "Trainer", "latest-pushed-model"},
         "Pusher": {"Trainer", "Evaluator"},
     }
@@ -92,14 +93,64 @@ def test_kubeflow_spec_wires_the_latest_pushed_model_as_the_baseline(spec):
     assert spec["schemaVersion"] == "2.1.0"
 
 
-def test_tasks_reading_the_outside_world_are_never_served_from_kfp_cache(specs):
+def test_only_the_data_fingerprint_is_never_served_from_kfp_cache(specs):
+    """KFP keys its cache by a task's inputs, parameters, image and command: the tasks
+    that read data_root or the pushed models take the data's fingerprint as a parameter
+    from the one task that reads the files on every run."""
     for _, spec in specs.values():
+        tasks = spec["root"]["dag"]["tasks"]
         caching = {name: task.get("cachingOptions", {}).get("enableCache")
-                   for name, task in spec["root"]["dag"]["tasks"].items()
-                   if "container" in _executor(spec, name)}
-        uncached = {name for name, enabled in caching.items() if not enabled}
-        assert uncached == {"ImageExampleGen", "latest-pushed-model"} & set(caching)
-        assert "ImageExampleGen" in uncached
+                   for name, task in tasks.items() if "container" in _executor(spec, name)}
+        assert {name for name, enabled in caching.items() if not enabled} == {"data-fingerprint"}
+        assert spec["components"]["data-fingerprint"]["outputDefinitions"]["parameters"] == {
+            "fingerprint": {"parameterType": "STRING"}}
+        assert tasks["data-fingerprint"]["inputs"]["parameters"]["input_base"] == {
+            "componentInputParameter": "data_root"}
+        consumers = {"ImageExampleGen"} | ({"latest-pushed-model"} & set(tasks))
+        for name in consumers:
+            # The producer as the task is named (TFX writes "data-fingerprint_task").
+            assert tasks[name]["inputs"]["parameters"]["data_fingerprint"] == {
+                "taskOutputParameter": {"producerTask": "data-fingerprint",
+                                        "outputParameterKey": "fingerprint"}}, name
+            assert "data_fingerprint" in spec["components"][name]["inputDefinitions"]["parameters"]
+
+
+def test_examplegens_pre_cache_hook_is_only_in_the_vertex_spec(specs):
+    """Vertex runs TFX's ExampleGen driver hook; open-source KFP never reads it."""
+    hooks = {target: _executor(spec, "ImageExampleGen")["container"].get("lifecycle")
+             for target, (_, spec) in specs.items()}
+    assert hooks["kubeflow"] is None
+    assert hooks["vertex"]["preCacheCheck"]["command"] == [
+        "python", "-m", "tfx.orchestration.kubeflow.v2.file_based_example_gen.driver"]
+
+
+def test_vertex_baseline_is_the_last_blessing_of_this_pipeline_alone(specs):
+    """The blessing query is scoped to the pipeline's own root, the spec's default; the
+    model query follows the blessing it found (by its MLMD name)."""
+    from kubeflow.contract_run import MetadataStore, newest_match
+
+    spec = specs["vertex"][1]
+    root = f"{BUCKET}/runs/pipeline_root/cats-dogs-resnet"
+    assert spec["defaultPipelineRoot"] == root
+    query = _executor(spec, "latest_blessed_model_resolver-model-blessing-resolver")[
+        "resolver"]["outputArtifactQueries"]["model_blessing"]["filter"]
+    assert query == ('schema_title="tfx.ModelBlessing" AND state=LIVE AND '
+                     f'metadata.blessed.number_value=1 AND uri="{root}/*"')
+    # A project's shared store: another pipeline blessed last, under its own root.
+    store = MetadataStore()
+
+    def blessing(pipeline_root: str, blessed: int) -> int:
+        return store.record("blessing", {
+            "uri": f"{pipeline_root}/123/job/Evaluator_1/blessing",
+            "type": {"instanceSchema": "title: tfx.ModelBlessing\ntype: object\n"},
+            "metadata": {"blessed": blessed}})
+
+    assert newest_match(store, query) is None
+    ours = blessing(root, 1)
+    blessing(root, 0)
+    blessing(f"{BUCKET}/runs/pipeline_root/other-pipeline", 1)
+    blessing(f"{BUCKET}/runs/pipeline_root/cats-dogs-resnet-v2", 1)
+    assert newest_match(store, query) == ours
 
 
 def test_every_task_runs_through_our_entrypoint_with_its_outputs_declared(specs):
