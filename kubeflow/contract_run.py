@@ -30,7 +30,7 @@ ML Metadata. Each rule follows kubeflow/pipelines' backend at the tags named (2.
   (driver.go, resolveInputs), which the launcher records from the executor output's
   `parameterValues` (launcher_v2.go, collectOutputParameters); an output parameter is
   provisioned at `/tmp/kfp/outputs/<name>` (provisionOutputs; here in the task's folder).
-- KFP's cache (2.4.0 driver.go; from 2.15 driver/container.go): a task whose
+- KFP's cache (driver.go at 2.4.0; driver/container.go in later releases): a task whose
   `cachingOptions.enableCache` is set gets a fingerprint, the SHA-256 of its cache key
   (cacheutils/cache.go, GenerateCacheKey and GenerateFingerPrint: kfp_cache_key,
   kfp_fingerprint below), looked up among the cache entries of the same pipeline name and
@@ -147,8 +147,9 @@ def kfp_cache_key(executor_input: dict, container: dict,
     """A task's cache key as protojson writes it (backend/src/v2/cacheutils/cache.go,
     GenerateCacheKey; driver.go, getFingerPrint): its input artifacts' names (MLMD ids),
     its input parameters' values, its outputs' types and metadata (not their URIs), its
-    output parameters' types, its image, command and arguments (placeholders unfilled).
-    Empty fields are left out, as protojson leaves them."""
+    output parameters' types, its image, command and arguments (placeholders unfilled);
+    from 2.15 also the PVCs it mounts, none here. Empty fields are left out, as protojson
+    leaves them."""
     inputs, outputs = executor_input["inputs"], executor_input["outputs"]
     key = {
         "inputArtifactNames": {
@@ -195,15 +196,13 @@ def go_json(value: Any) -> str:
 
 
 def _go_float(number: float) -> str:
-    """encoding/json's floatEncoder: strconv's shortest digits, in 'f' form from 1e-6 to
-    1e21, else in 'e' form with a one-digit negative exponent unpadded (1e-7, 1e+21)."""
+    """encoding/json's floatEncoder: strconv's shortest digits (Python's repr has the
+    same), in 'f' form from 1e-6 to 1e21, else in 'e' form, e-07 written e-7."""
+    digits = repr(number)
     if number == 0 or 1e-6 <= abs(number) < 1e21:
-        digits = repr(number)
-        if "e" in digits or "E" in digits:
-            digits = format(Decimal(digits), "f")
-        return digits[:-2] if digits.endswith(".0") else digits
-    mantissa, exponent = repr(number).split("e")
-    return f"{mantissa}e{exponent[0]}{int(exponent[1:]):02d}".replace("e-0", "e-", 1)
+        digits = format(Decimal(digits), "f") if "e" in digits else digits
+        return digits.removesuffix(".0")
+    return digits.replace("e-0", "e-")
 
 
 def mlmd_value(value: Any, key: str) -> tuple[str, Any]:
