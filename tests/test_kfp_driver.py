@@ -367,7 +367,7 @@ def _dependency_order(tasks: dict) -> list[str]:
 
 def _reported_outputs(executor_input: dict) -> dict:
     """An executor output reporting each output at its URI, with TFX's metadata for Examples
-    and ModelBlessing."""
+    and ModelBlessing, and a value for each output parameter (the data's fingerprint)."""
     reported = {}
     for name, outputs in executor_input["outputs"]["artifacts"].items():
         [artifact] = outputs["artifacts"]
@@ -378,7 +378,8 @@ def _reported_outputs(executor_input: dict) -> dict:
         if title == "tfx.ModelBlessing":
             metadata.update(blessed=1.0)
         reported[name] = {"artifacts": [{"uri": artifact["uri"], "metadata": metadata}]}
-    return {"artifacts": reported}
+    parameters = {name: f"{name} value" for name in executor_input["outputs"].get("parameters", {})}
+    return {"artifacts": reported, "parameterValues": parameters}
 
 
 @pytest.fixture(scope="module")
