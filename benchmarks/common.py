@@ -11,7 +11,7 @@ from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
 
 from metadata.store import newest_component_outputs, open_store
-from models import trainer
+from models import input_pipeline
 from pipeline.config import PipelineConfig
 from pipeline.definition import TRANSFORM_ID
 
@@ -46,7 +46,7 @@ def latest_transform_outputs(config: PipelineConfig) -> tuple[str, str]:
 
 def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size: int,
                   split: str = "train") -> tf.data.Dataset:
-    """The Trainer's own training input (trainer.training_input) over transformed examples,
+    """The Trainer's own training input (input_pipeline.training_input) over transformed examples,
     built with the data accessor TFX's Trainer would give run_fn."""
     examples = standard_artifacts.Examples()
     examples.uri = examples_uri
@@ -56,5 +56,5 @@ def trainer_input(examples_uri: str, transform_graph_uri: str, global_batch_size
         record_batch_factory=None, data_view_decode_fn=None)
     files = [os.path.join(artifact_utils.get_split_uri([examples], split), "*")]
     schema = tft.TFTransformOutput(transform_graph_uri).transformed_metadata.schema
-    return trainer.training_input(files, accessor, schema, global_batch_size,
-                                  trainer.count_examples(files), PipelineConfig.shuffle_seed)
+    return input_pipeline.training_input(files, accessor, schema, global_batch_size,
+                                  input_pipeline.count_examples(files), PipelineConfig.shuffle_seed)

@@ -32,7 +32,7 @@ def measure(image_size_px: int, steps: int) -> dict[str, float]:
     import tensorflow as tf
 
     from benchmarks import common
-    from models import trainer
+    from models import input_pipeline, optimization
 
     config = dataclasses.replace(PipelineConfig(image_size_px=image_size_px).model_config(),
                                  mixed_precision="off", jit_compile="off")
@@ -41,8 +41,8 @@ def measure(image_size_px: int, steps: int) -> dict[str, float]:
         size=(batch, image_size_px, image_size_px, 3)).astype(np.float32)
     labels = np.arange(batch) % 2
     dataset = tf.data.Dataset.from_tensors((images, labels)).repeat()
-    augmented = dataset.map(lambda image, label: (trainer.augment(image), label)).prefetch(2)
-    model = trainer.build_and_compile_model(config, train_steps=10 * steps)
+    augmented = dataset.map(lambda image, label: (input_pipeline.augment(image), label)).prefetch(2)
+    model = optimization.build_and_compile_model(config, train_steps=10 * steps)
     model.fit(augmented, steps_per_epoch=2, epochs=1, verbose=0)  # warm-up: tracing
     model.predict(dataset, steps=2, verbose=0)
 

@@ -1,6 +1,6 @@
 """Input pipeline: the Trainer's tf.data input against the model's consumption.
 
-The input (transformed TFRecords -> parsed, augmented batches: trainer.training_input,
+The input (transformed TFRecords -> parsed, augmented batches: input_pipeline.training_input,
 through the data accessor TFX gives run_fn; timed after its first pass, which parses the
 split into memory) must deliver images at least 3x as fast as the model trains on them,
 so that an accelerator never waits. Both at the pipeline's config
@@ -19,7 +19,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
 from benchmarks.model_speed import synthetic_input  # noqa: E402
-from models import trainer  # noqa: E402
+from models import distribution, optimization  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
 BATCHES = 30
@@ -29,7 +29,7 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     config = PipelineConfig.from_env()
     model_config = config.model_config()
-    strategy = trainer.distribution_strategy(model_config.distribution_strategy)
+    strategy = distribution.distribution_strategy(model_config.distribution_strategy)
     global_batch = config.batch_size_per_replica * strategy.num_replicas_in_sync
     images = BATCHES * global_batch
     print(f"Machine: {common.machine()}")
@@ -47,7 +47,7 @@ def main() -> None:
 
     with strategy.scope():
         # The schedule's length does not change the speed.
-        model = trainer.build_and_compile_model(model_config, train_steps=1000)
+        model = optimization.build_and_compile_model(model_config, train_steps=1000)
     # Synthetic batches already in memory: the model's own speed, not its input's.
     dataset = synthetic_input(global_batch, config.image_size_px).prefetch(tf.data.AUTOTUNE)
     model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # warm-up

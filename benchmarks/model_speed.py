@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from models import trainer  # noqa: E402
+from models import distribution, optimization  # noqa: E402
 from models.model_config import GPU_SPEEDUP_SETTINGS, ModelConfig  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
@@ -39,11 +39,11 @@ def model_config(args: argparse.Namespace) -> ModelConfig:
 def build_reference(config: ModelConfig, train_steps: int) -> tf.keras.Model:
     """keras.applications.ResNet50 with our head, policy and optimizer."""
     tf.keras.mixed_precision.set_global_policy(
-        "mixed_float16" if trainer.switched_on(config.mixed_precision) else "float32")
+        "mixed_float16" if optimization.switched_on(config.mixed_precision) else "float32")
     size = config.image_size_px
     model = tf.keras.applications.ResNet50(weights=None, input_shape=(size, size, 3),
                                            classes=len(config.class_names))
-    return trainer.compile_model(model, config, trainer.learning_rate_schedule(config, train_steps))
+    return optimization.compile_model(model, config, optimization.learning_rate_schedule(config, train_steps))
 
 
 def synthetic_input(global_batch_size: int, image_size_px: int) -> tf.data.Dataset:
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = model_config(args)
-    strategy = trainer.distribution_strategy(config.distribution_strategy)
+    strategy = distribution.distribution_strategy(config.distribution_strategy)
     global_batch = args.batch_size_per_replica * strategy.num_replicas_in_sync
     if args.data == "synthetic":
         dataset = synthetic_input(global_batch, args.image_size_px)
@@ -79,13 +79,13 @@ def main() -> None:
     print(f"Machine: {common.machine()}")
     print(f"ResNet-{args.depth}, {args.image_size_px}x{args.image_size_px}, global batch "
           f"{global_batch} on {strategy.num_replicas_in_sync} replica(s), {args.data} data, "
-          f"mixed precision {trainer.switched_on(args.mixed_precision)}, "
-          f"XLA {trainer.switched_on(args.jit_compile)}")
+          f"mixed precision {optimization.switched_on(args.mixed_precision)}, "
+          f"XLA {optimization.switched_on(args.jit_compile)}")
 
     total_steps = (args.rounds + 1) * args.steps * 2
     models = {}
     with strategy.scope():
-        models["ours"] = trainer.build_and_compile_model(config, total_steps)
+        models["ours"] = optimization.build_and_compile_model(config, total_steps)
         models["reference"] = build_reference(config, total_steps)
     for name, model in models.items():
         print(f"{name}: {model.count_params():,} parameters")

@@ -41,19 +41,19 @@ def run_worker(args: argparse.Namespace) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from models import trainer
+    from models import distribution, optimization
     from pipeline.config import PipelineConfig
 
     config = dataclasses.replace(PipelineConfig(trainer_workers=args.workers).model_config(),
                                  batch_size_per_replica=args.batch_size_per_replica)
-    strategy = trainer.distribution_strategy(config.distribution_strategy)
+    strategy = distribution.distribution_strategy(config.distribution_strategy)
     global_batch = config.batch_size_per_replica * strategy.num_replicas_in_sync
     size = config.image_size_px
     images = np.random.default_rng(0).normal(size=(global_batch, size, size, 3)).astype("float32")
     dataset = tf.data.Dataset.from_tensors((images, np.arange(global_batch) % 2)).repeat()
     total_steps = args.warmup_steps + args.steps
     with strategy.scope():
-        model = trainer.build_and_compile_model(config, total_steps)
+        model = optimization.build_and_compile_model(config, total_steps)
     model.fit(dataset, steps_per_epoch=args.warmup_steps, epochs=1, verbose=0)
     started = time.perf_counter()
     model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)

@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from metadata import evaluation_results
-from metadata.store import (COMPONENT_CONTEXT, Artifact, Execution, MetadataStore,
+from metadata.store import (COMPONENT_CONTEXT, Artifact, Execution,
                             artifacts_by_key, open_store, property_value)
 from metadata.tfrecords import records_in
 from models import features

@@ -7,7 +7,6 @@ Trainer) inherits. Without it they are printed. Here, at the bottom of the impor
 because the Trainer (models/) and the runners (pipeline/) both write such lines.
 """
 import os
-import sys
 import time
 
 CONSOLE_LINES_ENV = "CONSOLE_LINES"

@@ -173,7 +173,7 @@ def export_serving_model(model: tf.keras.Model, tf_transform_output: tft.TFTrans
         return predict_servable(image_bytes, check_inputs(image_bytes, max_image_pixels,
                                                           max_request_pixels))
 
-    # Without AutoGraph (see trainer.compile_model) and without a traced function per
+    # Without AutoGraph (see optimization.compile_model) and without a traced function per
     # layer, which only Keras' own loader would use: 35 s -> 9 s on 2 cores. Clients and
     # TFMA call the signatures.
     model.save(export_dir, save_format="tf", save_traces=False, signatures={

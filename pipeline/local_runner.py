@@ -24,7 +24,7 @@ from tfx import v1 as tfx
 from metadata.stage_results import stage_result
 from metadata.store import open_store, pipeline_runs
 from models import console
-from models.trainer import TRAINING_BACKUPS_DIR
+from models.training_state import TRAINING_BACKUPS_DIR
 from pipeline import flink, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.definition import TRAINER_ID, create_pipeline

@@ -18,7 +18,7 @@ from tfx.utils import path_utils
 from components.evaluator import predict_split
 from components.image_example_gen.image_file import read_image
 from metadata import eval_predictions
-from models import features, serving, trainer
+from models import features, optimization, serving
 from models.model_config import ModelConfig
 from pipeline import predict
 from pipeline.config import PipelineConfig
@@ -36,7 +36,7 @@ def export(tmp_path_factory, transform_output_dir: str, test_time_flip: bool,
     `diverged`: every weight NaN, as after a training that diverged."""
     import tensorflow_transform as tft
 
-    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    model = optimization.build_and_compile_model(MODEL_CONFIG, train_steps=10)
     if diverged:
         model.set_weights([np.full_like(weights, np.nan) for weights in model.get_weights()])
     model_uri = tmp_path_factory.mktemp("model")

@@ -14,7 +14,8 @@ from tfx import v1 as tfx
 from tfx.components.util import tfxio_utils
 from tfx.types import artifact_utils, standard_artifacts
 
-from models import features, trainer
+from models import (distribution, features, input_pipeline, optimization, trainer,
+                    training_state)
 from models.model_config import ModelConfig
 from tests.helpers import small_model_config
 
@@ -27,20 +28,20 @@ def test_a_training_step_runs_on_two_replicas():
         import json
         import numpy as np
         import tensorflow as tf
-        from models import trainer
+        from models import distribution, optimization
         from models.model_config import ModelConfig
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         config = {MODEL_CONFIG!r}
-        strategy = trainer.distribution_strategy(config.distribution_strategy)
+        strategy = distribution.distribution_strategy(config.distribution_strategy)
         global_batch = config.batch_size_per_replica * strategy.num_replicas_in_sync
         images = np.random.default_rng(0).normal(size=(32, 16, 16, 3)).astype("float32")
         labels = np.arange(32) % 2
         dataset = tf.data.Dataset.from_tensor_slices((images, labels)).repeat().batch(global_batch)
         with strategy.scope():
-            model = trainer.build_and_compile_model(config, train_steps=10)
+            model = optimization.build_and_compile_model(config, train_steps=10)
         before = [w.numpy().copy() for w in model.trainable_weights]
         history = model.fit(dataset, steps_per_epoch=4, epochs=1, verbose=0)
         changed = sum(not np.array_equal(b, w.numpy())
@@ -65,7 +66,7 @@ def test_augment_keeps_shape_and_varies_per_image():
     tf.random.set_seed(0)
     image = tf.random.normal([1, 12, 12, 3])
     batch = tf.repeat(image, 8, axis=0)
-    augmented = trainer.augment(batch)
+    augmented = input_pipeline.augment(batch)
     assert augmented.shape == batch.shape
     # Each image gets its own crop and flip: identical inputs come out different.
     distinct = {augmented[i].numpy().tobytes() for i in range(8)}
@@ -76,16 +77,16 @@ def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches
     base_model_dir = str(tmp_path / "model" / "Format-Serving")
     images = np.random.default_rng(0).normal(size=(16, 16, 16, 3)).astype("float32")
     labels = np.arange(16) % 2
-    base = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=4)
+    base = optimization.build_and_compile_model(MODEL_CONFIG, train_steps=4)
     base.fit(images, labels, batch_size=4, epochs=1, verbose=0)  # to the schedule's end
-    trainer.save_training_state(base, MODEL_CONFIG, base_model_dir)
+    training_state.save_training_state(base, MODEL_CONFIG, base_model_dir)
     # As models saved before ModelConfig wrote it, so that they still warm-start.
     with open(tmp_path / "model" / features.TRAINING_STATE_DIR / "architecture.json") as file:
         assert json.load(file) == {"resnet_depth": 18, "width_multiplier": 0.125,
                                    "image_size_px": 16, "class_names": ["cats", "dogs"]}
 
-    same = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
-    assert trainer.warm_start(same, MODEL_CONFIG, base_model_dir).startswith("Warm start")
+    same = optimization.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    assert training_state.warm_start(same, MODEL_CONFIG, base_model_dir).startswith("Warm start")
     for loaded, saved in zip(same.weights, base.weights):
         np.testing.assert_array_equal(loaded.numpy(), saved.numpy())
     # The weights, not the base's optimizer: the new schedule starts at its first step
@@ -96,18 +97,18 @@ def test_warm_start_loads_the_blessed_weights_only_when_the_architecture_matches
                for trained, saved in zip(same.trainable_weights, base.trainable_weights))
 
     wider = dataclasses.replace(MODEL_CONFIG, width_multiplier=0.25)
-    assert trainer.warm_start(trainer.build_and_compile_model(wider, train_steps=10), wider,
+    assert training_state.warm_start(optimization.build_and_compile_model(wider, train_steps=10), wider,
                               base_model_dir).startswith(
         "Training from scratch: the blessed model's architecture")
-    assert trainer.warm_start(same, MODEL_CONFIG, None) == (
+    assert training_state.warm_start(same, MODEL_CONFIG, None) == (
         "Training from scratch: no blessed model to start from.")
 
 
 def test_gpu_speedups_are_off_on_cpu_by_default_and_train_when_forced_on():
-    auto = trainer.build_and_compile_model(MODEL_CONFIG, train_steps=10)
+    auto = optimization.build_and_compile_model(MODEL_CONFIG, train_steps=10)
     assert auto.compute_dtype == "float32" and not auto._jit_compile  # this machine: no GPU
     try:
-        forced = trainer.build_and_compile_model(
+        forced = optimization.build_and_compile_model(
             dataclasses.replace(MODEL_CONFIG, mixed_precision="on", jit_compile="on"),
             train_steps=10)
         assert forced.layers[1].compute_dtype == "float16"
@@ -137,11 +138,11 @@ def test_a_trainer_given_gpus_fails_before_reading_data_if_tensorflow_finds_fewe
                r"found 0: tf.config.list_physical_devices\('GPU'\) = \[\]. Refusing to "
                r"train on the CPU instead.")
     with pytest.raises(RuntimeError, match=message):
-        trainer.check_gpus_found(2)
+        distribution.check_gpus_found(2)
     gpus_found.append(tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"))
     with pytest.raises(RuntimeError, match=r"found 1: .* = \['/physical_device:GPU:0'\]"):
-        trainer.check_gpus_found(2)
-    trainer.check_gpus_found(1)
+        distribution.check_gpus_found(2)
+    distribution.check_gpus_found(1)
     # run_fn checks first: its inputs, which it could not read, are never read.
     gpus_found.clear()
     (tmp_path / "examples.gz").write_bytes(b"not a TFRecord")
@@ -152,16 +153,16 @@ def test_a_trainer_given_gpus_fails_before_reading_data_if_tensorflow_finds_fewe
 
 
 def test_a_trainer_given_no_gpus_trains_on_whatever_it_finds(gpus_found):
-    trainer.check_gpus_found(0)  # the local pipeline's default
+    distribution.check_gpus_found(0)  # the local pipeline's default
     assert MODEL_CONFIG.trainer_gpu_count == 0
 
 
 def test_training_length_follows_the_data_unless_a_step_budget_is_given():
     # 2,000 photos and 200: the same number of passes, not the same number of steps.
-    assert trainer.training_length(2000, 32, train_epochs=30, train_steps=None) == (62, 1860)
-    assert trainer.training_length(200, 32, train_epochs=30, train_steps=None) == (6, 180)
-    assert trainer.training_length(10, 32, train_epochs=3, train_steps=None) == (1, 3)
-    assert trainer.training_length(2000, 32, train_epochs=30, train_steps=250) == (62, 250)
+    assert input_pipeline.training_length(2000, 32, train_epochs=30, train_steps=None) == (62, 1860)
+    assert input_pipeline.training_length(200, 32, train_epochs=30, train_steps=None) == (6, 180)
+    assert input_pipeline.training_length(10, 32, train_epochs=3, train_steps=None) == (1, 3)
+    assert input_pipeline.training_length(2000, 32, train_epochs=30, train_steps=250) == (62, 250)
 
 
 def test_a_step_budget_is_trained_exactly_and_the_schedule_reaches_its_end():
@@ -170,9 +171,9 @@ def test_a_step_budget_is_trained_exactly_and_the_schedule_reaches_its_end():
     train_steps, steps_per_epoch = 25, 10
     images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).repeat().batch(4)
-    model = trainer.build_and_compile_model(MODEL_CONFIG, train_steps)
+    model = optimization.build_and_compile_model(MODEL_CONFIG, train_steps)
     history = model.fit(dataset, epochs=3, steps_per_epoch=steps_per_epoch, verbose=0,
-                        callbacks=[trainer.StopAtStep(train_steps)])
+                        callbacks=[optimization.StopAtStep(train_steps)])
     assert int(model.optimizer.iterations.numpy()) == train_steps
     assert len(history.history["loss"]) == 3  # the last epoch ended after 5 of its 10 steps
     # The rate of the last step: the cosine's end (5e-5 of 1e-2 here), not its middle.
@@ -185,12 +186,12 @@ def test_training_fails_at_the_first_non_finite_loss_naming_the_step_and_the_lik
     config = dataclasses.replace(MODEL_CONFIG, learning_rate=float("inf"))
     images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
     dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).repeat().batch(4)
-    model = trainer.build_and_compile_model(config, train_steps=10)
+    model = optimization.build_and_compile_model(config, train_steps=10)
     with pytest.raises(FloatingPointError, match=(
             r"loss is nan at step 2 \(epoch 1, batch 2\)\. Likely too high a learning rate "
             r"\(learning_rate=inf")):
         model.fit(dataset, epochs=2, steps_per_epoch=5, verbose=0,
-                  callbacks=[trainer.StopOnNonFiniteLoss(config.learning_rate)])
+                  callbacks=[optimization.StopOnNonFiniteLoss(config.learning_rate)])
 
 
 def test_count_examples_reads_every_record(tmp_path):
@@ -198,7 +199,7 @@ def test_count_examples_reads_every_record(tmp_path):
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:
         for index in range(7):
             writer.write(str(index).encode())
-    assert trainer.count_examples([str(tmp_path / "*.gz")]) == 7
+    assert input_pipeline.count_examples([str(tmp_path / "*.gz")]) == 7
 
 
 def write_transformed_examples(path: str, count: int) -> None:
@@ -230,7 +231,7 @@ def test_training_input_serves_every_example_once_an_epoch_reshuffled_the_same_e
     })
 
     def three_epochs_of_labels(shuffle_seed: int) -> list[list[int]]:
-        dataset = trainer.training_input([str(tmp_path / "Split-train" / "*")], accessor,
+        dataset = input_pipeline.training_input([str(tmp_path / "Split-train" / "*")], accessor,
                                          schema, batch_size=4, num_examples=12,
                                          shuffle_seed=shuffle_seed)
         labels = [int(label) for _, batch in dataset.take(9) for label in batch]
@@ -257,9 +258,9 @@ def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training
     same_image_twice = tf.data.Dataset.from_tensor_slices(
         (np.repeat(images[:1], 2, axis=0), np.array([0, 1]))).batch(2)
     steps_per_epoch, planned_epochs = 3, 20
-    schedule = trainer.learning_rate_schedule(config, planned_epochs * steps_per_epoch)
-    model = trainer.compile_model(trainer.build_model(config), config, schedule)
-    plateau = trainer.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
+    schedule = optimization.learning_rate_schedule(config, planned_epochs * steps_per_epoch)
+    model = optimization.compile_model(optimization.build_model(config), config, schedule)
+    plateau = optimization.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
                                         steps_per_epoch=steps_per_epoch, min_train_accuracy=0.0)
     history = model.fit(dataset, epochs=planned_epochs, steps_per_epoch=steps_per_epoch,
                         validation_data=same_image_twice, verbose=0, callbacks=[plateau])
@@ -275,10 +276,10 @@ def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training
 
 def test_a_flat_stretch_of_eval_accuracy_before_the_model_fits_its_training_split_trains_on():
     config = dataclasses.replace(MODEL_CONFIG, warmup_steps=0)
-    schedule = trainer.learning_rate_schedule(config, train_steps=40)
-    plateau = trainer.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
+    schedule = optimization.learning_rate_schedule(config, train_steps=40)
+    plateau = optimization.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
                                         steps_per_epoch=4, min_train_accuracy=0.97)
-    model = trainer.compile_model(trainer.build_model(config), config, schedule)
+    model = optimization.compile_model(optimization.build_model(config), config, schedule)
     plateau.set_model(model)
     # Real photos: eval accuracy flat for stretches (here four epochs), train accuracy
     # still far from fitting the augmented training split.
