@@ -62,14 +62,19 @@ def _ingested(outputs: dict[str, Artifact]) -> str:
                if rejected or ignored else ""))
 
 
+def _split_protos(artifact: Artifact, file_name: str, message_type):
+    """{split: the message in Split-<split>/<file_name>}, train first."""
+    return {split: message_type.FromString(
+                Path(artifact.uri, f"Split-{split}", file_name).read_bytes())
+            for split in _splits(artifact)}
+
+
 def _statistics(outputs: dict[str, Artifact]) -> str:
-    artifact = outputs["statistics"]
-    counts = []
-    for split in _splits(artifact):
-        statistics = statistics_pb2.DatasetFeatureStatisticsList.FromString(
-            Path(artifact.uri, f"Split-{split}", "FeatureStats.pb").read_bytes())
-        counts.append(f"{statistics.datasets[0].num_examples:,} {split}")
-    return f"statistics of {' + '.join(counts)} examples"
+    statistics = _split_protos(outputs["statistics"], "FeatureStats.pb",
+                               statistics_pb2.DatasetFeatureStatisticsList)
+    counts = " + ".join(f"{split_statistics.datasets[0].num_examples:,} {split}"
+                        for split, split_statistics in statistics.items())
+    return f"statistics of {counts} examples"
 
 
 def _schema(outputs: dict[str, Artifact]) -> str:
@@ -79,13 +84,10 @@ def _schema(outputs: dict[str, Artifact]) -> str:
 
 
 def _anomalies(outputs: dict[str, Artifact]) -> str:
-    artifact = outputs["anomalies"]
-    found = []
-    for split in _splits(artifact):
-        anomalies = anomalies_pb2.Anomalies.FromString(
-            Path(artifact.uri, f"Split-{split}", "SchemaDiff.pb").read_bytes())
-        found += [f"{split} {feature}: {info.short_description}"
-                  for feature, info in sorted(anomalies.anomaly_info.items())]
+    anomalies = _split_protos(outputs["anomalies"], "SchemaDiff.pb", anomalies_pb2.Anomalies)
+    found = [f"{split} {feature}: {info.short_description}"
+             for split, split_anomalies in anomalies.items()
+             for feature, info in sorted(split_anomalies.anomaly_info.items())]
     return f"{len(found)} anomalies: {'; '.join(found)}" if found else "no anomalies"
 
 
