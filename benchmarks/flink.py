@@ -13,24 +13,21 @@ beyond it, per image, is the part that more machines would divide.
     python -m benchmarks.flink [--images 400]
 """
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
-import apache_beam as beam  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
+import apache_beam as beam
+from tfx import v1 as tfx
 
-from benchmarks import common  # noqa: E402
-from components.image_example_gen.component import ImageExampleGen  # noqa: E402
-from data.generate import generate_dataset  # noqa: E402
-from metadata.store import component_of, open_store  # noqa: E402
-from pipeline import flink  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
-from pipeline.definition import PREPROCESSING_MODULE, statistics_options  # noqa: E402
+from benchmarks import common
+from components.image_example_gen.component import ImageExampleGen
+from data.generate import generate_dataset
+from metadata.store import component_of, open_store
+from pipeline import flink
+from pipeline.config import PipelineConfig
+from pipeline.definition import PREPROCESSING_MODULE, statistics_options
 
 RUNNERS = {"DirectRunner, 2 workers": PipelineConfig(beam_num_workers=2),
            "Flink, parallelism 1": PipelineConfig(beam_runner="flink", beam_num_workers=1),

@@ -9,25 +9,22 @@ with 1, 2 and 4 workers: its ratio to the floor is what Beam and TFX cost.
     python -m benchmarks.ingestion [--images 10000]
 """
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
-import tensorflow as tf  # noqa: E402
-from tfx import v1 as tfx  # noqa: E402
+import tensorflow as tf
+from tfx import v1 as tfx
 
-from benchmarks import common  # noqa: E402
-from components.image_example_gen.component import ImageExampleGen  # noqa: E402
-from components.image_example_gen.image_example import image_example  # noqa: E402
-from components.image_example_gen.image_file import read_image  # noqa: E402
-from components.image_example_gen.defaults import (  # noqa: E402
+from benchmarks import common
+from components.image_example_gen.component import ImageExampleGen
+from components.image_example_gen.image_example import image_example
+from components.image_example_gen.image_file import read_image
+from components.image_example_gen.defaults import (
     DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS)
-from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER  # noqa: E402
-from data.generate import generate_dataset  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from data.folders import EVAL_SPLIT_FOLDER, TRAIN_SPLIT_FOLDER
+from data.generate import generate_dataset
+from pipeline.config import PipelineConfig
 
 WORKER_COUNTS = (1, 2, 4)
 # A shared machine has slow spells: the best of a few runs is the figure of the code.

@@ -10,17 +10,14 @@ pipeline: run `make pipeline` first.
     python -m benchmarks.input_pipeline
 """
 import argparse
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from benchmarks import common  # noqa: E402
-from benchmarks.model_speed import synthetic_input  # noqa: E402
-from models import distribution, optimization  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from benchmarks import common
+from benchmarks.model_speed import synthetic_input
+from models import distribution, optimization
+from pipeline.config import PipelineConfig
 
 BATCHES = 30
 

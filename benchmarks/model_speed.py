@@ -15,18 +15,15 @@ Ends with the line `train ratio ours/reference: X.XX`.
 """
 import argparse
 import dataclasses
-import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import numpy as np
+import tensorflow as tf
 
-from benchmarks import common  # noqa: E402
-from models import distribution, optimization  # noqa: E402
-from models.model_config import GPU_SPEEDUP_SETTINGS, ModelConfig  # noqa: E402
-from pipeline.config import PipelineConfig  # noqa: E402
+from benchmarks import common
+from models import distribution, optimization
+from models.model_config import GPU_SPEEDUP_SETTINGS, ModelConfig
+from pipeline.config import PipelineConfig
 
 
 def model_config(args: argparse.Namespace) -> ModelConfig:

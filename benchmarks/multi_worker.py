@@ -20,8 +20,6 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
 
 def free_ports(count: int) -> list[int]:

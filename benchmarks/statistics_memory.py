@@ -21,11 +21,9 @@ import psutil
 
 # Keras 2 (tf-keras) must be chosen before TensorFlow is first imported; the spawned
 # processes inherit it.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # see models/__init__.py
 
-from benchmarks.pipeline_scaling import tree_rss  # noqa: E402
-from data.generate import generate_dataset  # noqa: E402
+from benchmarks.pipeline_scaling import tree_rss
+from data.generate import generate_dataset
 
 BEAM_WORKERS = 2  # as in the scaling benchmark's pipeline runs
 SPLITS = ("train", "eval")

@@ -1,7 +1,3 @@
 """TFX components of our own: what TFX lacks for an image pipeline."""
-import os
+import models  # noqa: F401  (first: it sets TensorFlow's environment, models/__init__.py)
 
-# Keras 2 (tf-keras) and oneDNN's CPU kernels (why: models/__init__.py) must be chosen
-# before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")

@@ -1,6 +1,9 @@
 """User code that runs inside TFX's Transform and Trainer.
 
-TFX packages this folder as user code, so nothing here imports from `pipeline/`.
+TFX packages this folder as user code, so nothing here imports from `pipeline/`. Every
+other package of ours (and the tests) imports this one first, for the environment below:
+its one home in Python (the Makefile and kubeflow/Dockerfile set it for the processes
+they start).
 """
 import os
 

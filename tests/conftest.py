@@ -1,16 +1,12 @@
 import os
 import sys
 
-# Keras 2 (tf-keras) and oneDNN's CPU kernels (why: models/__init__.py) must be chosen
-# before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+import models  # noqa: F401  (first: it sets TensorFlow's environment, models/__init__.py)
+import pytest
 
-import pytest  # noqa: E402
-
-from tests.helpers import (BLESSED_RUN_GROUP, analyze_and_transform, encode_image,  # noqa: E402
+from tests.helpers import (BLESSED_RUN_GROUP, analyze_and_transform, encode_image,
                            run_blessed_pipeline)
-from tests.s3_server import s3_server  # noqa: E402,F401  (a fixture: SeaweedFS's S3 API)
+from tests.s3_server import s3_server  # noqa: F401  (a fixture: SeaweedFS's S3 API)
 
 # `make test` runs the suite in two pytest-xdist workers, handing them whole groups
 # (`--dist loadgroup`). Every file is a group of its own, so that a module's fixtures run
