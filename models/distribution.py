@@ -8,6 +8,8 @@ from typing import Iterator
 
 import tensorflow as tf
 
+from models.model_config import DISTRIBUTION_STRATEGIES
+
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy:
     """The strategy `name` (ModelConfig.distribution_strategy) names.
@@ -16,6 +18,9 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy:
     "multi_worker_mirrored": all GPUs of every worker of the cluster that this process's
     TF_CONFIG environment variable describes (set per worker by its launcher).
     """
+    if name not in DISTRIBUTION_STRATEGIES:
+        raise ValueError(f"Unknown distribution strategy {name!r}: expected one of "
+                         f"{', '.join(DISTRIBUTION_STRATEGIES)}.")
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")

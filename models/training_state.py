@@ -91,5 +91,10 @@ def backup_dir(fn_args: tfx.components.FnArgs) -> str:
                          fn_args.train_steps, fn_args.base_model, fn_args.custom_config],
                         sort_keys=True)
     trainer_dir = os.path.dirname(os.path.dirname(fn_args.model_run_dir))
-    return os.path.join(trainer_dir, TRAINING_BACKUPS_DIR,
-                        hashlib.sha256(inputs.encode()).hexdigest()[:16])
+    return os.path.join(backups_root(trainer_dir), hashlib.sha256(inputs.encode()).hexdigest()[:16])
+
+
+def backups_root(trainer_dir: str) -> str:
+    """The folder of every set of inputs' backup, in the Trainer's folder of the pipeline
+    root (where TFX puts its outputs' folders)."""
+    return os.path.join(trainer_dir, TRAINING_BACKUPS_DIR)

@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from absl import logging
 from tfx import v1 as tfx
@@ -24,7 +23,7 @@ from tfx import v1 as tfx
 from metadata.stage_results import stage_result
 from metadata.store import open_store, pipeline_runs
 from models import console
-from models.training_state import TRAINING_BACKUPS_DIR
+from models.training_state import backups_root
 from pipeline import flink, run_lock
 from pipeline.config import PipelineConfig
 from pipeline.definition import TRAINER_ID, create_pipeline
@@ -67,7 +66,7 @@ def run_temp_dir(config: PipelineConfig):
 def remove_stale_training_backups(config: PipelineConfig) -> None:
     """After a successful run, every backup left is of a training with other inputs than
     this run's (its own was deleted when it completed): it will never be resumed."""
-    shutil.rmtree(Path(config.pipeline_root, TRAINER_ID, TRAINING_BACKUPS_DIR), ignore_errors=True)
+    shutil.rmtree(backups_root(os.path.join(config.pipeline_root, TRAINER_ID)), ignore_errors=True)
 
 
 class StageLines(std_logging.Handler):

@@ -287,3 +287,9 @@ def test_a_flat_stretch_of_eval_accuracy_before_the_model_fits_its_training_spli
         plateau.on_epoch_end(epoch, {"val_accuracy": accuracy, "accuracy": 0.6 + epoch / 50})
     assert plateau.cooldown_end_step is None and not model.stop_training
     assert float(schedule(30)) == pytest.approx(float(schedule.cosine(30)))
+
+
+def test_an_unknown_distribution_strategy_is_an_error_not_mirrored():
+    with pytest.raises(ValueError, match="Unknown distribution strategy 'tpu': expected one of "
+                                         "mirrored, multi_worker_mirrored"):
+        distribution.distribution_strategy("tpu")
