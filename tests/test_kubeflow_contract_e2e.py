@@ -16,7 +16,7 @@ third ingests them, trains, and is judged against the model the first one pushed
 
 This test process reads the store with boto3, as a user would, not with TensorFlow:
 tensorflow-io's S3 filesystem aborts the process that used it as it exits
-(kubeflow/object_store.py). About 5 minutes on 2 cores.
+(kubeflow/object_store.py). About 4 minutes on 2 cores.
 """
 import json
 import os
