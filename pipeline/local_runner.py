@@ -149,5 +149,8 @@ def ran_since(config: PipelineConfig, started: float) -> bool:
 
 if __name__ == "__main__":
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    # The log's lines with their time (Python's default format has none).
+    std_logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                            force=True)
     logging.set_verbosity(logging.INFO)
     run()
