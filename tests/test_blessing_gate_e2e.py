@@ -1,8 +1,8 @@
 """The blessing gate under attack: models trained on shuffled labels are never pushed.
 
 A model trained on well-labelled data is blessed and pushed (conftest's shared
-`blessed_run`). Then, for several seeds, the same images with their training labels
-shuffled: each candidate learns nothing, and the Evaluator (default thresholds: an
+`blessed_run`). Then the same images with their training labels shuffled: the candidate
+learns nothing, and the Evaluator (default thresholds: an
 absolute accuracy bound and no drop against the blessed baseline) must refuse it, so the
 serving directory never changes.
 """
@@ -18,7 +18,10 @@ from tests.helpers import run_make, serving_versions
 
 pytestmark = pytest.mark.e2e
 
-SHUFFLE_SEEDS = (1, 2, 3)
+# One shuffle: a model that learnt nothing is refused by both thresholds, whatever the
+# seed (three seeds cost three trainings for the same property; the thresholds' settings
+# are checked in tests/test_definition.py).
+SHUFFLE_SEEDS = (1,)
 
 
 def with_shuffled_training_labels(data_root: Path, shuffled_root: Path, seed: int) -> None:
