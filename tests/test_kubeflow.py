@@ -356,8 +356,8 @@ def test_multi_worker_strategy_reads_the_cluster_from_tf_config():
     config = PipelineConfig(trainer_workers=2)
     script = textwrap.dedent(f"""
         import tensorflow as tf
-        from models import trainer
-        strategy = trainer.distribution_strategy({config.distribution_strategy!r})
+        from models import distribution
+        strategy = distribution.distribution_strategy({config.distribution_strategy!r})
         resolver = strategy.cluster_resolver
         print(isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
               resolver.task_type, resolver.task_id, strategy.num_replicas_in_sync)
