@@ -21,8 +21,7 @@ from pathlib import Path
 import psutil
 
 from data.generate import generate_dataset
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from pipeline.source import REPO_ROOT
 # Fixed and small: one pass over the training split, so training grows with the data
 # as every other component does.
 FIXED_MODEL = {"IMAGE_SIZE_PX": "64", "RESNET_DEPTH": "18", "WIDTH_MULTIPLIER": "0.25",

@@ -22,8 +22,7 @@ from pathlib import Path
 
 from metadata.runs import latest_run_summary
 from pipeline.config import PipelineConfig
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from pipeline.source import REPO_ROOT
 
 # Run in a fresh process, as the user's own script would be.
 PLAIN_SCRIPT = textwrap.dedent("""

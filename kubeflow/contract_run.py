@@ -82,7 +82,8 @@ from typing import Any, Optional
 import yaml
 
 from kubeflow import object_store
-from kubeflow.image import DOCKERFILE, REPO
+from kubeflow.image import DOCKERFILE
+from pipeline.source import REPO_ROOT
 
 # Placeholders this runner fills; a spec using others fails the check loudly.
 EXECUTOR_INPUT_PLACEHOLDER = "{{$}}"
@@ -97,7 +98,7 @@ class TaskFailed(RuntimeError):
     pass
 
 
-def image_environment(dockerfile: Path = REPO / DOCKERFILE) -> dict[str, str]:
+def image_environment(dockerfile: Path = REPO_ROOT / DOCKERFILE) -> dict[str, str]:
     """The `ENV name=value` settings of the image."""
     environment = {}
     for line in dockerfile.read_text().splitlines():

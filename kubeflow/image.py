@@ -13,38 +13,32 @@ Two variants come from the same files, so from one fingerprint: the CPU image, a
 GPU image (tag `<fingerprint>-gpu`), which adds TensorFlow's CUDA and cuDNN libraries
 (requirements-gpu.lock) for a Trainer with GPUs.
 """
-import hashlib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from pipeline import source
+
 DOCKERFILE = "kubeflow/Dockerfile"
 # The GPU variant's packages, installed after the lock's.
 GPU_LOCK = "requirements-gpu.lock"
-# What the Dockerfile copies into the image: the locks, the package and its sources.
+# What the Dockerfile copies into the image besides our packages (source.PACKAGES): the
+# locks and the package's description.
 IMAGE_FILES = ("requirements.lock", GPU_LOCK, "setup.py", "pyproject.toml", DOCKERFILE)
-IMAGE_PACKAGES = ("pipeline", "components", "models", "data", "kubeflow", "reports", "metadata")
 FINGERPRINT_LENGTH = 12
 # The Dockerfile's VARIANT build argument -> what the variant's tag ends with.
 VARIANT_TAG_SUFFIXES = {"cpu": "", "gpu": "-gpu"}
 
 
-def image_sources(repo: Path = REPO) -> list[Path]:
-    """Every file whose content goes into the image, in a stable order."""
-    sources = [repo / name for name in IMAGE_FILES]
-    for package in IMAGE_PACKAGES:
-        sources += sorted((repo / package).rglob("*.py"))
-    return sources
+def image_sources(repo: Path = source.REPO_ROOT) -> list[Path]:
+    """Every file whose content the image installs, in a stable order: the report's
+    templates as well as the modules."""
+    return [repo / name for name in IMAGE_FILES] + source.package_files(repo)
 
 
-def code_fingerprint(repo: Path = REPO) -> str:
-    digest = hashlib.sha256()
-    for path in image_sources(repo):
-        digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes() + b"\0")
-    return digest.hexdigest()[:FINGERPRINT_LENGTH]
+def code_fingerprint(repo: Path = source.REPO_ROOT) -> str:
+    return source.fingerprint(image_sources(repo), repo)[:FINGERPRINT_LENGTH]
 
 
-def image_reference(image: str, repo: Path = REPO, variant: str = "cpu") -> str:
+def image_reference(image: str, repo: Path = source.REPO_ROOT, variant: str = "cpu") -> str:
     """The reference of `image`'s `variant`: tagged with the fingerprint, or with the tag
     `image` names, and the variant's suffix. A digest names one image: used as given."""
     name = image.rsplit("/", 1)[-1]  # a registry host may carry a port: host:5000/name

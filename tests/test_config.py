@@ -3,14 +3,13 @@ a cheap import."""
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from pipeline import flink
 from pipeline.config import SETUP_FILE, PipelineConfig
+from pipeline.source import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_valid_and_paths_land_under_output_dir(tmp_path):
@@ -88,7 +87,7 @@ def test_the_environment_s_other_variables_are_no_settings_and_pass():
 
 
 def test_make_settings_lists_every_setting_with_default_allowed_and_current_value():
-    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin", "TRAIN_EPOCHS": "20"})
     assert result.returncode == 0, result.stderr
@@ -100,7 +99,7 @@ def test_make_settings_lists_every_setting_with_default_allowed_and_current_valu
 
 
 def test_make_settings_names_a_misspelt_setting():
-    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "pipeline.settings"], cwd=REPO_ROOT,
                             capture_output=True, text=True, timeout=120,
                             env={"PATH": "/usr/bin:/bin", "TRAIN_STEPS": "20"})
     assert (result.returncode, result.stdout) == (1, "")
@@ -164,7 +163,7 @@ def test_reading_the_config_loads_neither_tensorflow_nor_tfx():
     # In a fresh process: this one has both from the other test modules and conftest.
     script = ("import sys, pipeline.config; "
               "print(sorted({'tensorflow', 'tfx'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"

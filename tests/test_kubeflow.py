@@ -4,6 +4,7 @@ spec run under KFP's execution contract: test_kubeflow_contract_e2e.py.
 
 No cluster runs here: each spec is compiled once per module and read back.
 """
+import ast
 import importlib.metadata
 import json
 import os
@@ -21,14 +22,15 @@ from packaging.utils import canonicalize_name
 
 from kubeflow import image
 from kubeflow.runner import EXECUTOR_KINDS, compile_pipeline, executor_kinds
+from pipeline import source
 from pipeline.config import IMAGE_SETUP_FILE, SETUP_FILE, PipelineConfig
 from pipeline.definition import create_pipeline
+from pipeline.source import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 BUCKET = "gs://bucket-this-machine-cannot-reach"
 BEAM_TASKS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator")
 FLINK_JOB_SERVER = "beam-flink-job-server.flink"
-ARGO_COMPILE = REPO / "outputs" / "bin" / "kfp-argo-compile"
+ARGO_COMPILE = REPO_ROOT / "outputs" / "bin" / "kfp-argo-compile"
 
 
 def cluster_config(**settings) -> PipelineConfig:
@@ -181,13 +183,18 @@ def test_the_trainer_with_gpus_gets_the_gpu_image_and_the_rest_the_cpu_image(spe
 def test_a_code_change_changes_the_image_tag_and_an_explicit_tag_is_kept(tmp_path):
     copy = tmp_path / "repo"
     for source in image.image_sources():
-        target = copy / source.relative_to(REPO)
+        target = copy / source.relative_to(REPO_ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, target)
     assert image.code_fingerprint(copy) == image.code_fingerprint()
     trainer = copy / "models" / "trainer.py"
     trainer.write_text(trainer.read_text() + "\n# a change\n")
     assert image.code_fingerprint(copy) != image.code_fingerprint()
+    # The report's templates, which the image installs as package data, count too.
+    fingerprint = image.code_fingerprint(copy)
+    [template, *_] = sorted((copy / "reports" / "templates").glob("*.j2"))
+    template.write_text(template.read_text() + "\n{# a change #}\n")
+    assert image.code_fingerprint(copy) != fingerprint
     assert image.image_reference("registry:5000/ml/cats-dogs", copy) == (
         f"registry:5000/ml/cats-dogs:{image.code_fingerprint(copy)}")
     assert image.image_reference("registry:5000/ml/cats-dogs", copy, variant="gpu") == (
@@ -208,7 +215,7 @@ def test_a_code_change_changes_the_image_tag_and_an_explicit_tag_is_kept(tmp_pat
 def test_the_spec_names_nothing_from_the_compiling_machine(specs):
     for spec_file, spec in specs.values():
         text = Path(spec_file).read_text()
-        assert str(REPO) not in text
+        assert str(REPO_ROOT) not in text
         assert "_wheels" not in text
         trainer = spec["root"]["dag"]["tasks"]["Trainer"]["inputs"]["parameters"]
         assert trainer["run_fn"] == {"runtimeValue": {"constant": "models.trainer.run_fn"}}
@@ -362,7 +369,7 @@ def test_multi_worker_strategy_reads_the_cluster_from_tf_config():
         print(isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy),
               resolver.task_type, resolver.task_id, strategy.num_replicas_in_sync)
     """)
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120, env={"TF_USE_LEGACY_KERAS": "1",
                                                          "TF_CONFIG": json.dumps(tf_config),
                                                          "PATH": "/usr/bin:/bin"})
@@ -383,13 +390,13 @@ def argo_compile():
     if not shutil.which("go"):
         pytest.skip("no Go toolchain on this machine to build Kubeflow's own compiler")
     if not os.environ.get("KFP_SRC"):
-        served = subprocess.run(["go", "mod", "download", KFP_MODULE], cwd=REPO / "kubeflow" / "argo",
+        served = subprocess.run(["go", "mod", "download", KFP_MODULE], cwd=REPO_ROOT / "kubeflow" / "argo",
                                 capture_output=True, text=True, timeout=300)
         if served.returncode != 0 and "403" in served.stderr:
             pytest.skip(f"the Go module proxy does not serve {KFP_MODULE} "
                         f"({served.stderr.strip()[-200:]}); set KFP_SRC to a kubeflow/pipelines "
                         "source tree at 2.4.0 to run Kubeflow's own compiler")
-    result = subprocess.run(["make", "-C", str(REPO), "kfp-argo-compile"], capture_output=True,
+    result = subprocess.run(["make", "-C", str(REPO_ROOT), "kfp-argo-compile"], capture_output=True,
                             text=True, timeout=1500)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
 
@@ -423,7 +430,7 @@ def test_kfp_backend_refuses_resolver_tasks(specs, argo_compile):
 # --- The image --------------------------------------------------------------------------
 
 def _dockerfile_lines():
-    return [line.strip() for line in (REPO / image.DOCKERFILE).read_text().splitlines()
+    return [line.strip() for line in (REPO_ROOT / image.DOCKERFILE).read_text().splitlines()
             if line.strip() and not line.lstrip().startswith("#")]
 
 
@@ -431,11 +438,11 @@ def test_image_python_and_beam_are_the_lock_ones():
     [base] = [line.split()[1] for line in _dockerfile_lines() if line.startswith("FROM ")]
     match = re.fullmatch(r"apache/beam_python(\d+\.\d+)_sdk:(.+)", base)
     assert match, base
-    lock = (REPO / "requirements.lock").read_text()
+    lock = (REPO_ROOT / "requirements.lock").read_text()
     [beam_pin] = re.findall(r"^apache-beam==(.+)$", lock, flags=re.MULTILINE)
     # The lock is installed (and this test runs) with the Makefile's interpreter.
     makefile_python = re.search(r"^PYTHON \?= python(\d+\.\d+)$",
-                                (REPO / "Makefile").read_text(), flags=re.MULTILINE)[1]
+                                (REPO_ROOT / "Makefile").read_text(), flags=re.MULTILINE)[1]
     assert match[1] == makefile_python == f"{sys.version_info.major}.{sys.version_info.minor}"
     assert match[2] == beam_pin
 
@@ -448,9 +455,13 @@ def test_image_holds_the_whole_project_installed_from_the_lock():
     copied = {source.rstrip("/") for line in lines if line.startswith("COPY ")
               for source in line.split()[1:-1]}
     # Exactly what the image tag fingerprints, minus the Dockerfile itself.
-    assert copied == (set(image.IMAGE_FILES) - {image.DOCKERFILE}) | set(image.IMAGE_PACKAGES)
-    setup_packages = re.search(r"include=\[(.*?)\]", (REPO / "setup.py").read_text(), re.S)[1]
-    assert {name.strip('" *\n') for name in setup_packages.split(",")} == set(image.IMAGE_PACKAGES)
+    assert copied == (set(image.IMAGE_FILES) - {image.DOCKERFILE}) | set(source.PACKAGES)
+    setup_text = (REPO_ROOT / "setup.py").read_text()
+    setup_packages = re.search(r"include=\[(.*?)\]", setup_text, re.S)[1]
+    assert {name.strip('" *\n') for name in setup_packages.split(",")} == set(source.PACKAGES)
+    package_data = ast.literal_eval(re.search(r"package_data=(\{.*?\})", setup_text)[1])
+    assert {package: tuple(patterns) for package, patterns in package_data.items()} == (
+        source.PACKAGE_DATA)
     # The project itself, after its sources are copied in, where the Beam args name it.
     assert re.search(r"COPY setup\.py.*\n(COPY .*\n)*RUN pip install .*--no-deps .* \. ", text)
     assert "WORKDIR " + str(Path(IMAGE_SETUP_FILE).parent) in lines
@@ -471,7 +482,7 @@ def test_the_gpu_variant_installs_the_gpu_lock_after_the_lock_with_the_same_flag
 
 
 def test_the_gpu_lock_is_exactly_what_tensorflow_requires_for_and_cuda():
-    lock = (REPO / "requirements.lock").read_text()
+    lock = (REPO_ROOT / "requirements.lock").read_text()
     [tensorflow_pin] = re.findall(r"^tensorflow==(.+)$", lock, flags=re.MULTILINE)
     assert importlib.metadata.version("tensorflow") == tensorflow_pin
     required = {}
@@ -481,7 +492,7 @@ def test_the_gpu_lock_is_exactly_what_tensorflow_requires_for_and_cuda():
         if requirement.marker and requirement.marker.evaluate({"extra": "and-cuda"}) and (
                 not requirement.marker.evaluate({"extra": ""})):
             required[canonicalize_name(requirement.name)] = requirement.specifier
-    pinned = dict(line.split("==") for line in (REPO / image.GPU_LOCK).read_text().splitlines()
+    pinned = dict(line.split("==") for line in (REPO_ROOT / image.GPU_LOCK).read_text().splitlines()
                   if line and not line.startswith("#"))
     assert {canonicalize_name(name) for name in pinned} == set(required)
     for name, version in pinned.items():
@@ -500,7 +511,7 @@ def test_make_kubeflow_image_builds_and_pushes_both_variants_or_the_one_asked(tm
         (tmp_path / "calls").unlink(missing_ok=True)
         # -o: a lock newer than the venv must not reinstall it through the fake python.
         result = subprocess.run(
-            ["make", "-s", "-C", str(REPO), "-o", ".venv/.installed", "kubeflow-image",
+            ["make", "-s", "-C", str(REPO_ROOT), "-o", ".venv/.installed", "kubeflow-image",
              f"BIN={fake_bin}", f"CONTAINER_TOOL={fake_bin}/podman",
              *([f"IMAGE_VARIANTS={variants}"] if variants else [])],
             capture_output=True, text=True, timeout=60)

@@ -23,8 +23,8 @@ import pytest
 import yaml
 
 from kubeflow import submit
+from pipeline.source import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "token-of-alice"
 ALICE = ("--namespace", "team-a", "--existing-token", TOKEN)
 SCHEDULE = "cats-dogs-resnet schedule"
@@ -521,7 +521,7 @@ def test_submission_does_not_load_tfx_or_the_compiler():
     # In a fresh process: this one has TFX from the other test modules and conftest.
     script = ("import sys, kubeflow.submit; "
               "print(sorted({'tfx', 'kubeflow.runner'} & set(sys.modules)))")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "[]"

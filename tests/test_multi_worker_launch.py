@@ -28,8 +28,8 @@ from models.model_config import ModelConfig
 from models.trainer import model_config
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
+from pipeline.source import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
 BUCKET = "gs://bucket-this-machine-cannot-reach"
 # The Training Operator release whose TFJob CRD the manifest must satisfy.
 TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator@v1.8.1"

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from pipeline import registration
+from pipeline import registration, source
 from pipeline.config import PipelineConfig
 
 # A stand-in for the TFX CLI: records its action, and registers as the CLI does (a new
@@ -50,11 +50,11 @@ def test_a_pipeline_registered_without_a_fingerprint_is_registered_again(cli_act
 
 def test_the_fingerprint_follows_the_code_the_runner_imports(tmp_path):
     repo = tmp_path / "repo"
-    for package in registration.RUNNER_PACKAGES:
-        shutil.copytree(registration.REPO / package, repo / package,
+    for package in source.PACKAGES:
+        shutil.copytree(source.REPO_ROOT / package, repo / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
     config = PipelineConfig()
     assert registration.fingerprint(config, repo) == registration.fingerprint(config)
-    with (repo / "models" / "resnet.py").open("a") as source:
-        source.write("# changed\n")
+    with (repo / "models" / "resnet.py").open("a") as module:
+        module.write("# changed\n")
     assert registration.fingerprint(config, repo) != registration.fingerprint(config)
