@@ -91,9 +91,15 @@ def training_input(file_pattern: list[str], data_accessor: tfx.components.DataAc
 
 def eval_input(file_pattern: list[str], data_accessor: tfx.components.DataAccessor,
                schema: schema_pb2.Schema, batch_size: int) -> tf.data.Dataset:
-    """The eval split's (image, label) batches, one pass."""
+    """The eval split's (image, label) batches, one pass each time it is iterated.
+
+    Parsed once and kept in memory (num_examples x image_size_px^2 x 12 bytes: 39 MB for
+    200 at 128 px), as the training split is: evaluated every epoch, it was otherwise
+    unzipped and parsed again each time, which doubled an epoch's time on the default data.
+    """
     return images_and_labels(
-        transformed_batches(file_pattern, data_accessor, schema, batch_size), augmented=False)
+        transformed_batches(file_pattern, data_accessor, schema, batch_size).cache(),
+        augmented=False)
 
 
 def count_examples(file_pattern: list[str]) -> int:

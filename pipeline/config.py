@@ -13,10 +13,10 @@ from components.image_example_gen.defaults import (
     DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 from data.folders import EVAL_SPLIT_FOLDER, GLOB_CHARACTERS, TRAIN_SPLIT_FOLDER
 from models.model_config import GPU_SPEEDUP_SETTINGS, RESNET_STAGES, ModelConfig, TransformConfig
-from pipeline import flink
+from pipeline.source import REPO_ROOT
 
 # The project's own package description: what a Beam worker needs besides Beam itself.
-SETUP_FILE = str(Path(__file__).resolve().parents[1] / "setup.py")
+SETUP_FILE = str(REPO_ROOT / "setup.py")
 # Where kubeflow/Dockerfile puts it in the image.
 IMAGE_SETUP_FILE = "/pipeline/setup.py"
 
@@ -26,6 +26,12 @@ IMAGE_SETUP_FILE = "/pipeline/setup.py"
 LOCAL = "local"
 KFP_TARGETS = ("kubeflow", "vertex")
 BEAM_RUNNERS = ("direct", "flink", "dataflow")
+# Beam's conventional ports of a Flink job server (jobs, their staged files) and of an SDK
+# worker pool: the local cluster's (pipeline/flink.py) and a cluster's job server's.
+# Fixed, so that a run's Beam args (which TFX keys its cache by) are the same every run.
+FLINK_JOB_SERVER_PORT = 8099
+FLINK_ARTIFACT_PORT = 8098
+FLINK_WORKER_POOL_PORT = 50000
 # Storage for data, pipeline root and serving models on each KFP target: a local path
 # exists only on the machine that compiles. TFX's executors write artifacts through
 # TensorFlow's and Beam's filesystems: gs:// on both targets; on Kubeflow also an S3 API,
@@ -105,7 +111,8 @@ class PipelineConfig:
     pipeline_name: str = "cats-dogs-resnet"
     # A folder in the Kaggle layout: training_set/<class>/*.jpg and test_set/<class>/*.jpg.
     data_root: str = "outputs/data/default"
-    # Everything the pipeline writes lands under here.
+    # Everything the project writes lands under here (the properties below); where this is
+    # a cluster's storage (a URI), what only this machine uses lands under "outputs".
     output_dir: str = "outputs"
     # Folder names of the classes; the label is the index in this sorted tuple, and the
     # evaluation treats index 1 as the positive class.
@@ -154,7 +161,7 @@ class PipelineConfig:
     # train accuracy stays below 0.98 and every epoch runs (without that condition they
     # would stop at epoch ~30: benchmarks/RESULTS.md, section 10).
     plateau_patience_epochs: int = 3
-    cooldown_epochs: int = 2
+    cooldown_epochs: int = 5
     plateau_min_train_accuracy: float = 0.98
     # Decoupled weight decay (AdamW), not applied to BatchNorm's scale and shift.
     weight_decay: float = 1e-4
@@ -187,7 +194,7 @@ class PipelineConfig:
     beam_num_workers: int = 0
     # The host of the cluster's Beam Flink job server (beam_runner=flink on a KFP target),
     # e.g. its Kubernetes Service's name, serving jobs and their files on Beam's usual
-    # ports (pipeline/flink.py: the local cluster's are the same, on localhost).
+    # ports (FLINK_JOB_SERVER_PORT...: the local cluster's are the same, on localhost).
     flink_job_server: str = ""
     # Dataflow (beam_runner=dataflow): the Google Cloud project and region of its jobs.
     dataflow_project: str = ""
@@ -292,12 +299,6 @@ class PipelineConfig:
                "flink_job_server", "a host name", self.flink_job_server)
         _check(self.beam_runner != "dataflow" or self.dataflow_project != "", "dataflow_project",
                "a Google Cloud project for beam_runner=dataflow", self.dataflow_project)
-        schemes = CLUSTER_STORAGE_SCHEMES[self.kfp_target]
-        for name in ("data_root", "output_dir"):
-            path = getattr(self, name)
-            _check("://" not in path or path.startswith(schemes), name,
-                   f"a local path or a {' or '.join(schemes)} URI for kfp_target="
-                   f"{self.kfp_target!r}", path)
         _check(re.fullmatch(r"(https?://)?[A-Za-z0-9.-]+(:[0-9]+)?",
                             self.kfp_object_store_endpoint) is not None,
                "kfp_object_store_endpoint", "a host:port, or an http(s):// URL of one",
@@ -331,6 +332,60 @@ class PipelineConfig:
                 values[field.name] = _parse(field.name.upper(), text, field.default)
         return cls(**values)
 
+    def check_runs_on(self, target: str, allow_local_paths: bool = False) -> None:
+        """Refuses, before any work, what `target` (LOCAL or one of KFP_TARGETS) cannot
+        run: every runner calls this first; the fields' own checks ran in __post_init__.
+
+        `allow_local_paths`: a KFP spec run on this machine (kubeflow/contract_run.py).
+        """
+        if target == LOCAL:
+            if self.trainer_workers > 1:
+                raise ValueError(
+                    f"Invalid setting trainer_workers={self.trainer_workers} for the local "
+                    "engine, which trains in the Trainer's own process: several workers are "
+                    "launched on a Kubeflow or Vertex target (make kubeflow-compile).")
+            if self.beam_runner == "dataflow":
+                raise ValueError(
+                    "Invalid setting beam_runner='dataflow' for the local engine: expected "
+                    "direct or flink (Dataflow runs the Beam components of a Kubeflow or "
+                    "Vertex spec: make kubeflow-compile).")
+            return
+        if self.spans:
+            raise ValueError(
+                f"Invalid setting spans=true for kfp_target={target!r}: retraining "
+                "on spans trains on a window of spans chosen by TFX's SpanRangeStrategy "
+                "resolver, which TFX's Kubeflow V2 compiler does not support (only the latest "
+                "and latest-blessed strategies), and open-source Kubeflow Pipelines runs no "
+                "resolver tasks at all (\"resolver executors not implemented\"). Retrain on "
+                "spans with `make retrain` on the local engine; on a cluster, a scheduled run "
+                "ingests whatever data_root holds when it starts.")
+        schemes = CLUSTER_STORAGE_SCHEMES[target]
+        for name in ("data_root", "output_dir"):
+            path = getattr(self, name)
+            if not (path.startswith(schemes) or (allow_local_paths and "://" not in path)):
+                local = " or a local path" if allow_local_paths else ""
+                raise ValueError(
+                    f"Invalid setting {name}={path!r} for kfp_target={target!r}: expected "
+                    f"a {' or '.join(schemes)} URI{local}. A local path exists only on this "
+                    "machine, not in the cluster's pods; the pipeline root and the serving "
+                    "models live under output_dir.")
+        if self.trainer_workers > 1 and self.uses_object_store:
+            raise ValueError(
+                f"Invalid setting trainer_workers={self.trainer_workers} with data_root="
+                f"{self.data_root!r} and output_dir={self.output_dir!r}: the Trainer's "
+                "TFJob workers get neither the object store's settings nor its credentials, "
+                "which KFP gives its task pods only, and tensorflow-io's S3 filesystem would "
+                "abort each as it exits (kubeflow/object_store.py). Train on one node, or "
+                "keep both on gs://.")
+        if self.trainer_workers > 1 and target == "vertex" and not self.vertex_project:
+            raise ValueError("Invalid setting vertex_project='': expected the Google Cloud "
+                             "project that runs the Trainer's custom job (trainer_workers="
+                             f"{self.trainer_workers} on kfp_target='vertex').")
+        if self.beam_runner == "flink" and not self.flink_job_server:
+            raise ValueError(f"Invalid setting flink_job_server='' for beam_runner=flink "
+                             f"on kfp_target={target!r}: expected the host of the "
+                             "cluster's Beam Flink job server (kubeflow/README.md).")
+
     def check_data_root_exists(self) -> None:
         """A local data root that is missing stops a run before any work starts."""
         if "://" not in self.data_root and not Path(self.data_root).is_dir():
@@ -363,6 +418,23 @@ class PipelineConfig:
         return _absolute(self.output_dir, "serving_model", self.pipeline_name)
 
     @property
+    def flink_dir(self) -> str:
+        """The local Flink cluster's programs (fetched once) and logs (pipeline/flink.py)."""
+        return self._local_dir("flink")
+
+    @property
+    def kubeflow_spec_path(self) -> str:
+        """The compiled KFP spec (kubeflow/runner.py), which kubeflow/submit.py sends."""
+        return self._local_dir("kubeflow", f"{self.pipeline_name}.yaml")
+
+    def _local_dir(self, *parts: str) -> str:
+        """A path for what only this machine uses, under output_dir; under the default
+        output_dir where output_dir is a URI (a cluster's storage: a compiled spec needs
+        no access to it, and a JVM runs from no bucket)."""
+        base = self.output_dir if "://" not in self.output_dir else _DEFAULT_OUTPUT_DIR
+        return _absolute(base, *parts)
+
+    @property
     def distribution_strategy(self) -> str:
         """The Trainer's strategy (one of DISTRIBUTION_STRATEGIES): it follows the workers."""
         return "multi_worker_mirrored" if self.trainer_workers > 1 else "mirrored"
@@ -379,7 +451,8 @@ class PipelineConfig:
         return self.trainer_accelerator_type or DEFAULT_ACCELERATOR[self.kfp_target]
 
     def beam_pipeline_args(self, target: str = LOCAL) -> list[str]:
-        """Every Beam component's args: beam_runner's, on `target` (LOCAL or a KFP target).
+        """Every Beam component's args: beam_runner's, on `target` (LOCAL or a KFP target),
+        for a config that check_runs_on(target) accepted.
 
         Our code reaches Flink's workers as the package of a setup file, which Beam stages
         with each job and every worker installs: the workers (a worker pool beside each
@@ -403,22 +476,15 @@ class PipelineConfig:
             return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}",
                     f"--setup_file={setup_file}"]
         if self.beam_runner == "flink":
-            if target == LOCAL:
-                job_server = "localhost"
-            elif self.flink_job_server:
-                job_server = self.flink_job_server
-            else:
-                raise ValueError(f"Invalid setting flink_job_server='' for beam_runner=flink "
-                                 f"on kfp_target={target!r}: expected the host of the "
-                                 "cluster's Beam Flink job server (kubeflow/README.md).")
+            job_server = "localhost" if target == LOCAL else self.flink_job_server
             return [
-                "--runner=PortableRunner", f"--job_endpoint={job_server}:{flink.JOB_SERVER_PORT}",
+                "--runner=PortableRunner", f"--job_endpoint={job_server}:{FLINK_JOB_SERVER_PORT}",
                 # Named here: a job server in a pod tells clients the host it binds, 0.0.0.0.
-                f"--artifact_endpoint={job_server}:{flink.ARTIFACT_PORT}",
+                f"--artifact_endpoint={job_server}:{FLINK_ARTIFACT_PORT}",
                 # The SDK workers come from a worker pool beside each Flink TaskManager (a
                 # sidecar on Kubernetes, a local process here), on Beam's usual port.
                 "--environment_type=EXTERNAL",
-                f"--environment_config=localhost:{flink.WORKER_POOL_PORT}",
+                f"--environment_config=localhost:{FLINK_WORKER_POOL_PORT}",
                 # Flink runs a batch job region by region and lets the job's SDK workers
                 # go when a region ends; kept this long, the next region reuses them
                 # instead of starting its own (boot, install, imports: seconds each).
@@ -427,10 +493,6 @@ class PipelineConfig:
                 *([f"--parallelism={self.beam_num_workers}"] if self.beam_num_workers else []),
                 f"--sdk_worker_parallelism={self.beam_num_workers}",
                 f"--setup_file={setup_file}"]
-        if target == LOCAL:
-            raise ValueError("Invalid setting beam_runner='dataflow' for the local engine: "
-                             "expected direct or flink (Dataflow runs the Beam components "
-                             "of a Kubeflow or Vertex spec: make kubeflow-compile).")
         return ["--runner=DataflowRunner", f"--project={self.dataflow_project}",
                 f"--region={self.dataflow_region}",
                 f"--temp_location={_absolute(self.output_dir, 'beam-temp')}",
@@ -443,6 +505,9 @@ class PipelineConfig:
     def model_config(self) -> ModelConfig:
         """The Trainer's settings; `.to_custom_config()` is its `custom_config`."""
         return _settings_of(ModelConfig, self)
+
+
+_DEFAULT_OUTPUT_DIR = PipelineConfig.output_dir
 
 
 def _absolute(base: str, *parts: str) -> str:
