@@ -26,6 +26,7 @@ export PIPELINE_NAME DATA_ROOT LOCAL_HOME
 # where `RUN='x; id'` would run `id`. (Variables set on make's command line are exported.)
 
 .PHONY: pipeline pipeline-run register retrain history report test venv clean bench bench-model bench-photos \
+        bench-first-run \
         flink-runner bench-flink help settings predict
 
 # The commands, each from the "## " comment on its target's line: the one place they are described.
@@ -132,6 +133,11 @@ bench-photos: export PYTHONWARNINGS := ignore::FutureWarning
 bench-photos: venv  ## Benchmark: our pipeline against a plain Keras script (DATA_ROOT=<photos>)
 	test "$$DATA_ROOT" != "$(DEFAULT_DATA_ROOT)" || { echo "Set DATA_ROOT to real photos." >&2; exit 1; }
 	@$(CONSOLE) --show-stdout bench-photos -- $(BIN)/python -m benchmarks.real_photos --data-root "$$DATA_ROOT"
+
+# A new user's first `make pipeline`, phase by phase, with and without the early stop.
+bench-first-run: export PYTHONWARNINGS := ignore::FutureWarning
+bench-first-run: venv  ## Benchmark: the first make pipeline, phase by phase, with and without early stop
+	@$(CONSOLE) --show-stdout bench-first-run -- $(BIN)/python -m benchmarks.first_run
 
 # The input benchmark reads the Transform output of `make pipeline` (cached if current).
 bench: export PYTHONWARNINGS := ignore::FutureWarning
