@@ -75,7 +75,8 @@ def main() -> None:
     args = parser.parse_args()
     per_class = args.images // 2
     print(f"Machine: {common.machine()}")
-    flink.install()  # before any timing: the first time, Maven and Go take minutes
+    flink_dir = PipelineConfig().flink_dir
+    flink.install(flink_dir)  # before any timing: the first time, Maven and Go take minutes
     figures = {}
     with tempfile.TemporaryDirectory() as temp:
         work = Path(temp)
@@ -85,7 +86,7 @@ def main() -> None:
         images = sum(1 for _ in data_root.glob("*/*/*.jpg"))
         print(f"{images} generated JPEGs; Beam args from PipelineConfig.beam_pipeline_args()")
         started = time.perf_counter()
-        with flink.local_flink_cluster():
+        with flink.local_flink_cluster(flink_dir):
             print(f"local Flink cluster (job server, worker pool) up in "
                   f"{time.perf_counter() - started:.1f} s")
             for label, config in RUNNERS.items():

@@ -33,18 +33,14 @@ kubeflow/pipelines backend source that makes it (tags 2.4.0 to 2.17.0):
 
 TFX's executors and its entrypoint run unchanged, on the corrected ExecutorInput.
 """
+import models  # noqa: F401  (first: it sets TensorFlow's environment, models/__init__.py)
+
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-# Keras 2 (tf-keras) and oneDNN's CPU kernels (why: models/__init__.py) must be chosen
-# before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-
-from kubeflow import object_store  # noqa: E402
+from kubeflow import object_store
 
 # Custom properties KFP's launcher adds to every artifact it records (RecordArtifact).
 KFP_ADDED_METADATA = ("display_name", "store_session_info")

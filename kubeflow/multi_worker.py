@@ -3,21 +3,23 @@
 - kubeflow: a TFJob of the Kubeflow Training Operator in the task's namespace
   (components/tfjob_trainer), one pod per worker with the Trainer's requests.
 - vertex: a Vertex AI custom job, through TFX's own training launcher
-  (tfx.extensions.google_cloud_ai_platform): a chief pool of one machine and a worker
-  pool of the others.
+  (tfx.extensions.google_cloud_ai_platform, in components/vertex_trainer.py): a chief pool
+  of one machine and a worker pool of the others.
 
 Every worker runs TFX's Trainer executor, and so `run_fn`, in the Trainer's image (the GPU
-variant when it has GPUs), under MultiWorkerMirroredStrategy; the task itself only waits,
-with the small tasks' requests.
+variant when it has GPUs), under MultiWorkerMirroredStrategy, on the model's custom_config:
+each launcher takes its own keys out first. The task itself only waits, with the small
+tasks' requests.
 """
 from typing import Optional
 
 from tfx.extensions.google_cloud_ai_platform import constants as vertex_constants
-from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer
+from tfx.extensions.google_cloud_ai_platform.trainer import executor as tfx_vertex_trainer
 
+from components import vertex_trainer
 from components.tfjob_trainer import executor as tfjob_trainer
 from pipeline.config import PipelineConfig
-from pipeline.definition import TrainerLauncher
+from pipeline.plan import TrainerLauncher
 
 
 def trainer_launcher(config: PipelineConfig, image: str) -> Optional[TrainerLauncher]:
@@ -34,10 +36,6 @@ def trainer_launcher(config: PipelineConfig, image: str) -> Optional[TrainerLaun
             "pending_deadline_s": config.tfjob_pending_deadline_s,
             "ttl_s": config.tfjob_ttl_s,
         }})
-    if not config.vertex_project:
-        raise ValueError("Invalid setting vertex_project='': expected the Google Cloud "
-                         "project that runs the Trainer's custom job (trainer_workers="
-                         f"{config.trainer_workers} on kfp_target='vertex').")
     machine_spec = {"machine_type": config.vertex_machine_type}
     if config.trainer_gpu_count:
         machine_spec |= {"accelerator_type": config.trainer_accelerator,
@@ -47,10 +45,10 @@ def trainer_launcher(config: PipelineConfig, image: str) -> Optional[TrainerLaun
         return {"machine_spec": machine_spec, "replica_count": replicas,
                 "container_spec": {"image_uri": image}}
 
-    return TrainerLauncher(vertex_trainer.GenericExecutor, {
+    return TrainerLauncher(vertex_trainer.Executor, {
         vertex_constants.ENABLE_VERTEX_KEY: True,
         vertex_constants.VERTEX_REGION_KEY: config.vertex_region,
-        vertex_trainer.TRAINING_ARGS_KEY: {
+        tfx_vertex_trainer.TRAINING_ARGS_KEY: {
             "project": config.vertex_project,
             # Vertex names the first pool's machine "chief" in TF_CONFIG, the rest "worker".
             "job_spec": {"worker_pool_specs": [pool(1), pool(config.trainer_workers - 1)]},

@@ -1,10 +1,9 @@
 """Kubeflow Pipelines runner: compiles the pipeline into a KFP v2 pipeline spec.
 
-    make kubeflow-compile    # = python -m kubeflow.runner -> outputs/kubeflow/<pipeline>.yaml
+    make kubeflow-compile    # = python -m kubeflow.runner -> <kubeflow_spec_dir>/<pipeline>.yaml
 
-The pipeline is `create_pipeline(config, target=config.kfp_target)`, as for the local
-runner but for a cluster: "kubeflow" (open-source KFP 2.x) or "vertex" (Vertex AI
-Pipelines). Compiling needs no access to the cluster's storage: the image holds the code
+The pipeline is `create_pipeline(config, cluster_plan(...))`, as for the local runner but
+with a cluster's plan: "kubeflow" (open-source KFP 2.x) or "vertex" (Vertex AI Pipelines). Compiling needs no access to the cluster's storage: the image holds the code
 (kubeflow/image.py), and the spec names only the image and the pipeline's storage: gs://
 paths, or an object store's, with the settings and the Secret each pod reaches it with.
 """
@@ -15,6 +14,7 @@ from typing import Any, Optional
 
 import yaml
 from absl import logging
+from google.protobuf import json_format
 from tfx import v1 as tfx
 from tfx.orchestration import data_types
 from tfx.orchestration.kubeflow.v2.pipeline_builder import DEFAULT_IMAGE_PATH_KEY
@@ -23,10 +23,11 @@ from kubeflow import object_store
 from kubeflow.entrypoint import OUTPUTS_SPEC_FLAG
 from kubeflow.image import image_reference
 from kubeflow.multi_worker import trainer_launcher
-from kubeflow.submit import SPEC_DIR, spec_path
-from pipeline.config import CLUSTER_STORAGE_SCHEMES, PipelineConfig
+from kubeflow.submit import spec_path
+from pipeline.config import PipelineConfig
 from pipeline.definition import (BASELINE_ID, DATA_FINGERPRINT_ID, TRAINER_ID,
                                  create_pipeline)
+from pipeline.plan import PUSHED_BASELINE, RESOLVED_BASELINE, PipelinePlan
 
 # Tasks that read the world outside their inputs: KFP's cache, keyed by a task's inputs,
 # image and arguments, would serve a weekly run last week's data. The others read the
@@ -44,35 +45,25 @@ EXECUTOR_KINDS = {"kubeflow": {"container", "importer"},
                   "vertex": {"container", "importer", "resolver"}}
 
 
-def check_compilable(config: PipelineConfig, allow_local_paths: bool = False) -> None:
-    """Refuses, before any work, what the configured backend could not run."""
-    if config.spans:
-        raise ValueError(
-            f"Invalid setting spans=true for kfp_target={config.kfp_target!r}: retraining "
-            "on spans trains on a window of spans chosen by TFX's SpanRangeStrategy "
-            "resolver, which TFX's Kubeflow V2 compiler does not support (only the latest "
-            "and latest-blessed strategies), and open-source Kubeflow Pipelines runs no "
-            "resolver tasks at all (\"resolver executors not implemented\"). Retrain on "
-            "spans with `make retrain` on the local engine; on a cluster, a scheduled run "
-            "ingests whatever data_root holds when it starts.")
-    if config.trainer_workers > 1 and config.uses_object_store:
-        raise ValueError(
-            f"Invalid setting trainer_workers={config.trainer_workers} with data_root="
-            f"{config.data_root!r} and output_dir={config.output_dir!r}: the Trainer's "
-            "TFJob workers get neither the object store's settings nor its credentials, "
-            "which KFP gives its task pods only, and tensorflow-io's S3 filesystem would "
-            "abort each as it exits (kubeflow/object_store.py). Train on one node, or "
-            "keep both on gs://.")
-    if allow_local_paths:
-        return
-    schemes = CLUSTER_STORAGE_SCHEMES[config.kfp_target]
-    for name, path in (("data_root", config.data_root), ("output_dir", config.output_dir)):
-        if not path.startswith(schemes):
-            raise ValueError(
-                f"Invalid setting {name}={path!r} for kfp_target={config.kfp_target!r}: "
-                f"expected a {' or '.join(schemes)} URI. A local path exists only on this "
-                "machine, not in the cluster's pods; the pipeline root and the serving "
-                "models live under output_dir.")
+def cluster_plan(config: PipelineConfig, trainer_image: str) -> PipelinePlan:
+    """A KFP target's plan: the image holds the code; each run may set data_root and
+    train_args (KFP UI, `--param`), the config's values being their defaults; the data's
+    fingerprint keys KFP's cache. The baseline: on open-source KFP, which runs no resolver
+    tasks, the newest pushed model; on Vertex TFX's resolver, which compile_pipeline then
+    scopes to this pipeline (scope_baseline_to_pipeline)."""
+    return PipelinePlan(
+        beam_pipeline_args=config.beam_pipeline_args(config.kfp_target),
+        baseline=PUSHED_BASELINE if config.kfp_target == "kubeflow" else RESOLVED_BASELINE,
+        input_base=tfx.dsl.experimental.RuntimeParameter(
+            name="data_root", ptype=str, default=config.input_base),
+        # A proto cannot hold a parameter, so the whole TrainArgs is one, as its JSON. No
+        # step count: the Trainer trains config.train_epochs over the data it is given.
+        train_args=tfx.dsl.experimental.RuntimeParameter(
+            name="train_args", ptype=str,
+            default=json_format.MessageToJson(tfx.proto.TrainArgs(), indent=None)),
+        code_in_image=True,
+        fingerprint_data=True,
+        trainer_launcher=trainer_launcher(config, trainer_image))
 
 
 def cluster_object_store(config: PipelineConfig) -> Optional[object_store.ObjectStore]:
@@ -93,13 +84,13 @@ def cluster_object_store(config: PipelineConfig) -> Optional[object_store.Object
     return distinct.pop() if distinct else None
 
 
-def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
+def compile_pipeline(config: PipelineConfig, spec_dir: str,
                      allow_local_paths: bool = False) -> str:
-    """Writes the KFP v2 pipeline spec for config.kfp_target; returns its path.
+    """Writes the KFP v2 pipeline spec for config.kfp_target into spec_dir; returns its path.
 
     `allow_local_paths` is for running the spec on this machine (kubeflow/contract_run.py).
     """
-    check_compilable(config, allow_local_paths)
+    config.check_runs_on(config.kfp_target, allow_local_paths)
     store = cluster_object_store(config)
     image = image_reference(config.container_image)
     # GPUs need TensorFlow's CUDA libraries, which only the GPU variant of the image holds:
@@ -118,8 +109,8 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
             # Schema 2.1 (typed parameters) is what KFP 2 writes and reads; TFX 1.16 also
             # fails to write YAML for runtime parameters under the default 2.0.
             use_pipeline_spec_2_1=True))
-    launcher = trainer_launcher(config, trainer_image)
-    pipeline = create_pipeline(config, target=config.kfp_target, trainer_launcher=launcher)
+    plan = cluster_plan(config, trainer_image)
+    pipeline = create_pipeline(config, plan)
     pipeline_spec = runner.run(pipeline, write_out=False)["pipelineSpec"]
     # TFX leaves the parameters' defaults out of the spec, and KFP then requires every
     # parameter on every run (a schedule included): write them in.
@@ -146,7 +137,7 @@ def compile_pipeline(config: PipelineConfig, spec_dir: str = SPEC_DIR,
             executor["container"]["resources"] = (
                 task_resources(config.kfp_target, config.trainer_cpu, config.trainer_memory_gib,
                                config.trainer_gpu_count, config.trainer_accelerator)
-                if name == TRAINER_ID and not launcher
+                if name == TRAINER_ID and not plan.trainer_launcher
                 else task_resources(config.kfp_target, config.task_cpu, config.task_memory_gib))
             component = pipeline_spec["components"][task["componentRef"]["name"]]
             run_through_our_entrypoint(executor["container"],
@@ -262,4 +253,5 @@ def executor_kinds(pipeline_spec: dict) -> set[str]:
 
 if __name__ == "__main__":
     logging.set_verbosity(logging.INFO)
-    print(f"Pipeline spec: {compile_pipeline(PipelineConfig.from_env())}")
+    settings = PipelineConfig.from_env()
+    print(f"Pipeline spec: {compile_pipeline(settings, settings.kubeflow_spec_dir)}")

@@ -45,7 +45,6 @@ from kfp.client import (KF_PIPELINES_SA_TOKEN_ENV, KF_PIPELINES_SA_TOKEN_PATH,
 
 from pipeline.config import PipelineConfig
 
-SPEC_DIR = os.path.join("outputs", "kubeflow")
 REQUEST_TIMEOUT_S = 60
 # A credential in a header that an error body or reason may quote, spelled as clients send
 # it (not "bearer token" in a message).
@@ -56,8 +55,9 @@ class KfpAnswerError(Exception):
     """The API's endpoint answered, but not as the API does (or not in time)."""
 
 
-def spec_path(config: PipelineConfig, spec_dir: str = SPEC_DIR) -> str:
-    """Where the compiled spec of this pipeline is written (YAML: what KFP uploads)."""
+def spec_path(config: PipelineConfig, spec_dir: str) -> str:
+    """Where the compiled spec of this pipeline is written in spec_dir (YAML: what KFP
+    uploads); `make kubeflow-compile` writes it in config.kubeflow_spec_dir."""
     return os.path.join(spec_dir, f"{config.pipeline_name}.yaml")
 
 
@@ -308,7 +308,7 @@ def main(argv: list[str]) -> int:
                         help="multi-user Kubeflow: your profile's namespace")
     parser.add_argument("--existing-token", default=os.environ.get("KFP_EXISTING_TOKEN"),
                         help="a bearer token for the API")
-    parser.add_argument("--spec", default=spec_path(config),
+    parser.add_argument("--spec", default=spec_path(config, config.kubeflow_spec_dir),
                         help="the compiled spec (default: %(default)s)")
     parser.add_argument("--experiment", default=config.pipeline_name)
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",

@@ -8,7 +8,7 @@ arguments; only the chief's outputs are kept.
 import math
 import os
 import time
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -28,8 +28,6 @@ from models.training_state import (TrainingSummary, backup_dir, save_training_st
 
 # Eval accuracy is measured over the whole eval split about this many times a run.
 _EVALUATIONS_PER_RUN = 10
-# custom_config keys of TFX's Vertex training launcher (ai_platform_training_args...).
-VERTEX_LAUNCHER_KEY_PREFIX = "ai_platform_"
 
 
 class TrainingProgress(tf.keras.callbacks.Callback):
@@ -71,17 +69,9 @@ class TrainEvalAccuracyLog(tf.keras.callbacks.Callback):
             epoch + 1, logs["accuracy"], logs["val_accuracy"], logs["loss"], logs["val_loss"])
 
 
-def model_config(custom_config: dict[str, Any]) -> ModelConfig:
-    """The Trainer's custom_config read back, past the keys TFX's Vertex training launcher
-    adds and passes on to the workers."""
-    return ModelConfig.from_custom_config(
-        {key: value for key, value in custom_config.items()
-         if not key.startswith(VERTEX_LAUNCHER_KEY_PREFIX)})
-
-
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: the steps of a training, in order."""
-    config = model_config(fn_args.custom_config)
+    config = ModelConfig.from_custom_config(fn_args.custom_config)
     # Before any data is read: a missing GPU is a setup error, not a slow run.
     check_gpus_found(config.trainer_gpu_count)
     strategy = distribution_strategy(config.distribution_strategy)

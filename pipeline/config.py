@@ -106,7 +106,8 @@ MISSPELLING_CUTOFF = 0.88
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Configuration of one pipeline; `create_pipeline(config)` reads nothing else."""
+    """Configuration of one pipeline: every setting the runners and
+    `create_pipeline(config, plan)` read."""
 
     pipeline_name: str = "cats-dogs-resnet"
     # A folder in the Kaggle layout: training_set/<class>/*.jpg and test_set/<class>/*.jpg.
@@ -299,6 +300,14 @@ class PipelineConfig:
                "flink_job_server", "a host name", self.flink_job_server)
         _check(self.beam_runner != "dataflow" or self.dataflow_project != "", "dataflow_project",
                "a Google Cloud project for beam_runner=dataflow", self.dataflow_project)
+        # Any URI of a scheme kfp_target's tasks can reach; check_runs_on(kfp_target) also
+        # refuses a local path.
+        schemes = CLUSTER_STORAGE_SCHEMES[self.kfp_target]
+        for name in ("data_root", "output_dir"):
+            path = getattr(self, name)
+            _check("://" not in path or path.startswith(schemes), name,
+                   f"a local path or a {' or '.join(schemes)} URI for kfp_target="
+                   f"{self.kfp_target!r}", path)
         _check(re.fullmatch(r"(https?://)?[A-Za-z0-9.-]+(:[0-9]+)?",
                             self.kfp_object_store_endpoint) is not None,
                "kfp_object_store_endpoint", "a host:port, or an http(s):// URL of one",
@@ -362,11 +371,10 @@ class PipelineConfig:
         schemes = CLUSTER_STORAGE_SCHEMES[target]
         for name in ("data_root", "output_dir"):
             path = getattr(self, name)
-            if not (path.startswith(schemes) or (allow_local_paths and "://" not in path)):
-                local = " or a local path" if allow_local_paths else ""
+            if "://" not in path and not allow_local_paths:
                 raise ValueError(
                     f"Invalid setting {name}={path!r} for kfp_target={target!r}: expected "
-                    f"a {' or '.join(schemes)} URI{local}. A local path exists only on this "
+                    f"a {' or '.join(schemes)} URI. A local path exists only on this "
                     "machine, not in the cluster's pods; the pipeline root and the serving "
                     "models live under output_dir.")
         if self.trainer_workers > 1 and self.uses_object_store:
@@ -423,9 +431,9 @@ class PipelineConfig:
         return self._local_dir("flink")
 
     @property
-    def kubeflow_spec_path(self) -> str:
-        """The compiled KFP spec (kubeflow/runner.py), which kubeflow/submit.py sends."""
-        return self._local_dir("kubeflow", f"{self.pipeline_name}.yaml")
+    def kubeflow_spec_dir(self) -> str:
+        """The compiled KFP specs (kubeflow/runner.py), which kubeflow/submit.py sends."""
+        return self._local_dir("kubeflow")
 
     def _local_dir(self, *parts: str) -> str:
         """A path for what only this machine uses, under output_dir; under the default

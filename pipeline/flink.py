@@ -3,29 +3,32 @@ cluster, and Python SDK workers in processes of their own that see the lock's pa
 but not this checkout, so that our code reaches them as on a cluster: through the
 package Beam stages from `--setup_file`.
 
-    with local_flink_cluster():     # what `make pipeline BEAM_RUNNER=flink` runs around the run
-        ...                         # Beam pipelines with PipelineConfig.beam_pipeline_args()
+    with local_flink_cluster(config.flink_dir):  # what `make pipeline BEAM_RUNNER=flink`
+        ...                                      # runs around the run: Beam pipelines with
+                                                 # PipelineConfig.beam_pipeline_args()
 
-What runs, and where it comes from (fetched once by `install()`, `make flink-runner`):
+What runs, and where it comes from (fetched once into the config's flink_dir, under
+output_dir, by `install()`, `make flink-runner`):
 
 - The job server (`FlinkJobServerDriver --flink-master=[local]`), which runs each job on a
   Flink mini cluster of its own, from the classpath that flink/pom.xml resolves with
-  Maven into outputs/flink/ (the first time about 150 MB, two minutes; the jars stay in
-  ~/.m2, so a fresh outputs/ only copies them).
+  Maven into flink_dir (the first time about 150 MB, two minutes; the jars stay in
+  ~/.m2, so a fresh output_dir only copies them).
 - A worker pool (Beam's `worker_pool_main`, what the SDK container's `--worker_pool` mode
   runs, e.g. as a Flink TaskManager's sidecar on Kubernetes), asked by Flink for SDK
   workers (EXTERNAL environment). It starts each through flink/sdk_worker.sh and Beam's
   boot program, the SDK container's entry point (built with Go from Beam's own module at
   our Beam version), which fetches the job's staged files, installs its package and
   starts the SDK harness.
-- The workers' Python is a venv of its own (outputs/flink/worker-venv) that reads the
+- The workers' Python is a venv of its own (flink_dir/worker-venv) that reads the
   lock's packages from this environment's site-packages by a plain path line: Python
   does not process the .pth files of a folder added that way, so this checkout's editable
   install is not seen. The pool runs in a scratch folder, not the checkout, without
   PYTHONPATH: a worker imports our code from the package the job staged, or fails.
 
-The ports are Beam's conventional ones, fixed so that a run's Beam args (which TFX keys
-its cache by) are the same every run: one such cluster per machine at a time.
+The ports are Beam's conventional ones (pipeline/config.py), fixed so that a run's Beam
+args (which TFX keys its cache by) are the same every run: one such cluster per machine
+at a time.
 
 The cluster is a service that the run stops, not a part of the run that ends by itself:
 its processes do not hold the run's lock (pipeline/run_lock.py), so that a runner killed
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import hashlib
 import importlib.metadata
 import os
@@ -52,23 +56,18 @@ from typing import Iterable, Iterator
 
 import psutil
 
-# Read without importing Beam: PipelineConfig imports this module's ports.
+from pipeline.config import (FLINK_ARTIFACT_PORT, FLINK_JOB_SERVER_PORT, FLINK_WORKER_POOL_PORT,
+                             PipelineConfig)
+from pipeline.source import REPO_ROOT
+
+# Read without importing Beam, which the run's own process does not need.
 BEAM_VERSION = importlib.metadata.version("apache-beam")
 
-REPO = Path(__file__).resolve().parents[1]
-POM = REPO / "flink" / "pom.xml"
-SDK_WORKER_SCRIPT = REPO / "flink" / "sdk_worker.sh"
-FLINK_DIR = REPO / "outputs" / "flink"
-WORKER_VENV = FLINK_DIR / "worker-venv"
-LOG_DIR = FLINK_DIR / "logs"
+POM = REPO_ROOT / "flink" / "pom.xml"
+SDK_WORKER_SCRIPT = REPO_ROOT / "flink" / "sdk_worker.sh"
 # Beam's boot program for the Python SDK container, from Beam's Go module at the SDK's
 # own version (the Go module proxy serves it; its dependencies are cached in ~/go).
 BOOT_PACKAGE = f"github.com/apache/beam/sdks/v2/python/container@v{BEAM_VERSION}"
-BOOT = FLINK_DIR / f"beam-boot-{BEAM_VERSION}"
-
-JOB_SERVER_PORT = 8099
-ARTIFACT_PORT = 8098
-WORKER_POOL_PORT = 50000
 # In the environment of the cluster's processes: the process id of the run that started
 # them, by which a later run tells a cluster left by a killed run from a running one's.
 STARTED_BY_ENV = "LOCAL_FLINK_CLUSTER_STARTED_BY"
@@ -99,36 +98,56 @@ def missing_tools() -> list[str]:
     return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
 
 
-def job_server_classpath() -> Path:
-    """The folder of the job server's jars, named by the POM's digest: a changed POM
-    resolves into a folder of its own."""
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    return FLINK_DIR / f"job-server-{digest}"
+@dataclasses.dataclass(frozen=True)
+class FlinkFolder:
+    """Where the local cluster's programs and logs lie (PipelineConfig.flink_dir)."""
+
+    root: Path
+
+    @property
+    def job_server_classpath(self) -> Path:
+        """The folder of the job server's jars, named by the POM's digest: a changed POM
+        resolves into a folder of its own."""
+        digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+        return self.root / f"job-server-{digest}"
+
+    @property
+    def boot(self) -> Path:
+        return self.root / f"beam-boot-{BEAM_VERSION}"
+
+    @property
+    def worker_venv(self) -> Path:
+        return self.root / "worker-venv"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
 
 
-def install() -> None:
-    """Fetches and builds what the cluster runs, unless already there: the job server's
-    classpath, Beam's boot program and the workers' venv."""
+def install(flink_dir: str) -> None:
+    """Fetches and builds what the cluster runs into flink_dir, unless already there: the
+    job server's classpath, Beam's boot program and the workers' venv."""
+    folder = FlinkFolder(Path(flink_dir))
     missing = missing_tools()
     if missing:
         raise RuntimeError("Beam on Flink needs " + ", ".join(
             f"{tool} ({REQUIRED_TOOLS[tool]})" for tool in missing) + " on the PATH.")
-    FLINK_DIR.mkdir(parents=True, exist_ok=True)
-    classpath = job_server_classpath()
+    folder.root.mkdir(parents=True, exist_ok=True)
+    classpath = folder.job_server_classpath
     if not classpath.is_dir():
         print(f"Fetching Beam's Flink job server with Maven into {classpath} (the first "
               "time about 150 MB, kept in ~/.m2)...", flush=True)
         _build_into(classpath, lambda partial: [
             "mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(POM), "package",
             f"-Dclasspath.dir={partial}"])
-    if not BOOT.is_file():
+    if not folder.boot.is_file():
         print(f"Building Beam's SDK worker boot program ({BOOT_PACKAGE}) with Go...", flush=True)
-        with tempfile.TemporaryDirectory(dir=FLINK_DIR) as gobin:
+        with tempfile.TemporaryDirectory(dir=folder.root) as gobin:
             subprocess.run(["go", "install", BOOT_PACKAGE], check=True,
                            env={**os.environ, "GOBIN": gobin})
             # `go install` names the program after its folder, python/container.
-            Path(gobin, "container").replace(BOOT)
-    _make_worker_venv()
+            Path(gobin, "container").replace(folder.boot)
+    _make_worker_venv(folder.worker_venv)
 
 
 def _build_into(target: Path, command) -> None:
@@ -142,26 +161,26 @@ def _build_into(target: Path, command) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _make_worker_venv() -> None:
+def _make_worker_venv(venv: Path) -> None:
     """A venv whose Python reads this environment's site-packages as a plain path: the
     lock's packages, without the .pth files there (this checkout's editable install)."""
-    if not (WORKER_VENV / "bin" / "python").exists():
-        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(WORKER_VENV)],
-                       check=True)
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     packages = {sysconfig.get_paths()[name] for name in ("purelib", "platlib")}
-    [worker_site_packages] = WORKER_VENV.glob("lib/python*/site-packages")
+    [worker_site_packages] = venv.glob("lib/python*/site-packages")
     (worker_site_packages / "pipeline-environment.pth").write_text(
         "".join(f"{path}\n" for path in sorted(packages)))
 
 
 @contextlib.contextmanager
-def local_flink_cluster() -> Iterator[None]:
-    """The job server on localhost (JOB_SERVER_PORT, ARTIFACT_PORT) and the worker pool
-    (WORKER_POOL_PORT), both stopped on the way out, failures included. Their logs:
-    outputs/flink/logs/."""
-    install()
-    check_ports_free((JOB_SERVER_PORT, ARTIFACT_PORT, WORKER_POOL_PORT))
-    LOG_DIR.mkdir(parents=True, exist_ok=True)
+def local_flink_cluster(flink_dir: str) -> Iterator[None]:
+    """The job server on localhost (FLINK_JOB_SERVER_PORT, FLINK_ARTIFACT_PORT) and the
+    worker pool (FLINK_WORKER_POOL_PORT), both stopped on the way out, failures included.
+    Their logs: FlinkFolder(flink_dir).logs."""
+    install(flink_dir)
+    folder = FlinkFolder(Path(flink_dir))
+    check_ports_free((FLINK_JOB_SERVER_PORT, FLINK_ARTIFACT_PORT, FLINK_WORKER_POOL_PORT))
+    folder.logs.mkdir(parents=True, exist_ok=True)
     # The cluster's files: the jobs' staged files, the workers' folders; its processes'
     # working directory, not the checkout.
     with tempfile.TemporaryDirectory(prefix="local-flink-") as scratch, \
@@ -171,43 +190,44 @@ def local_flink_cluster() -> Iterator[None]:
         job_server = _start(
             "job-server",
             ["java", JOB_SERVER_HEAP, *JOB_SERVER_LOGGING, *JAVA_OPENS,
-             "-cp", f"{job_server_classpath()}/*", JOB_SERVER_MAIN, "--flink-master=[local]",
-             f"--job-port={JOB_SERVER_PORT}", f"--artifact-port={ARTIFACT_PORT}",
-             f"--artifacts-dir={scratch}/artifacts",
+             "-cp", f"{folder.job_server_classpath}/*", JOB_SERVER_MAIN,
+             "--flink-master=[local]", f"--job-port={FLINK_JOB_SERVER_PORT}",
+             f"--artifact-port={FLINK_ARTIFACT_PORT}", f"--artifacts-dir={scratch}/artifacts",
              "--expansion-port=0"],  # for cross-language transforms, which we have none of
-            cwd=scratch, env=os.environ)
+            cwd=scratch, env=os.environ, log_dir=folder.logs)
         running.callback(_stop, job_server, signal.SIGTERM)
         pool = _start(
             "worker-pool",
-            [str(WORKER_VENV / "bin" / "python"), "-m",
-             "apache_beam.runners.worker.worker_pool_main", f"--service_port={WORKER_POOL_PORT}",
+            [str(folder.worker_venv / "bin" / "python"), "-m",
+             "apache_beam.runners.worker.worker_pool_main",
+             f"--service_port={FLINK_WORKER_POOL_PORT}",
              f"--container_executable={SDK_WORKER_SCRIPT}"],
-            cwd=scratch, env=_worker_environment(workers_dir))
+            cwd=scratch, env=_worker_environment(folder, workers_dir), log_dir=folder.logs)
         # SIGINT: the pool's own shutdown, which stops the workers it started.
         running.callback(_stop, pool, signal.SIGINT)
-        _wait_until_listening(job_server, "job server", JOB_SERVER_PORT)
-        _wait_until_listening(pool, "worker pool", WORKER_POOL_PORT)
+        _wait_until_listening(job_server, "job server", FLINK_JOB_SERVER_PORT, folder.logs)
+        _wait_until_listening(pool, "worker pool", FLINK_WORKER_POOL_PORT, folder.logs)
         yield
 
 
-def _worker_environment(workers_dir: str) -> dict[str, str]:
+def _worker_environment(folder: FlinkFolder, workers_dir: str) -> dict[str, str]:
     """The pool's environment, and so every worker's: the worker venv's Python first on
     the PATH (the pool and boot start a bare `python`), nothing of this checkout's."""
     environment = {name: value for name, value in os.environ.items()
                    if name not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     return {**environment,
-            "PATH": f"{WORKER_VENV / 'bin'}{os.pathsep}{os.environ['PATH']}",
-            "VIRTUAL_ENV": str(WORKER_VENV),
-            "BEAM_BOOT": str(BOOT),
+            "PATH": f"{folder.worker_venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            "VIRTUAL_ENV": str(folder.worker_venv),
+            "BEAM_BOOT": str(folder.boot),
             "BEAM_WORKERS_DIR": workers_dir,
             "TF_USE_LEGACY_KERAS": "1"}
 
 
-def _start(name: str, command: list[str], cwd: str, env) -> subprocess.Popen:
+def _start(name: str, command: list[str], cwd: str, env, log_dir: Path) -> subprocess.Popen:
     """One of the cluster's processes, its output to its log. Its standard input is
     /dev/null, not the run's lock that this process's children inherit (see the module's
     docstring); Popen closes every other descriptor."""
-    with open(LOG_DIR / f"{name}.log", "w") as log:
+    with open(log_dir / f"{name}.log", "w") as log:
         return subprocess.Popen(command, cwd=cwd, env={**env, STARTED_BY_ENV: str(os.getpid())},
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 close_fds=True)
@@ -250,21 +270,22 @@ def _holder_of(port: int) -> str:
             f"ended without stopping it (killed?): stop it with `kill {process.pid}`")
 
 
-def _wait_until_listening(process: subprocess.Popen, name: str, port: int) -> None:
+def _wait_until_listening(process: subprocess.Popen, name: str, port: int,
+                          log_dir: Path) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while not port_in_use(port):
         if process.poll() is not None:
             raise RuntimeError(f"The {name} exited with status {process.returncode} before "
-                               f"listening on port {port}:\n{_log_tail()}")
+                               f"listening on port {port}:\n{_log_tail(log_dir)}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"The {name} did not listen on port {port} within "
-                               f"{START_TIMEOUT_S} s:\n{_log_tail()}")
+                               f"{START_TIMEOUT_S} s:\n{_log_tail(log_dir)}")
         time.sleep(0.5)
 
 
-def _log_tail(lines: int = 30) -> str:
+def _log_tail(log_dir: Path, lines: int = 30) -> str:
     return "\n".join(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-lines:])
-                     for log in sorted(LOG_DIR.glob("*.log")))
+                     for log in sorted(log_dir.glob("*.log")))
 
 
 def _stop(process: subprocess.Popen, stop_signal: int) -> None:
@@ -281,6 +302,8 @@ def _stop(process: subprocess.Popen, stop_signal: int) -> None:
 if __name__ == "__main__":
     # `make flink-runner`: fetch and build ahead of a first BEAM_RUNNER=flink run.
     argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
-    install()
-    print(f"Job server classpath: {job_server_classpath()}\nBoot program: {BOOT}\n"
-          f"Worker venv: {WORKER_VENV}")
+    flink_dir = PipelineConfig.from_env().flink_dir
+    install(flink_dir)
+    flink_folder = FlinkFolder(Path(flink_dir))
+    print(f"Job server classpath: {flink_folder.job_server_classpath}\n"
+          f"Boot program: {flink_folder.boot}\nWorker venv: {flink_folder.worker_venv}")

@@ -25,8 +25,9 @@ from metadata.store import open_store, pipeline_runs
 from models import console
 from models.training_state import backups_root
 from pipeline import flink, run_lock
-from pipeline.config import PipelineConfig
+from pipeline.config import LOCAL, PipelineConfig
 from pipeline.definition import TRAINER_ID, create_pipeline
+from pipeline.plan import local_plan
 
 
 # The run's temporary folder, in the pipeline root beside TFX's own _wheels.
@@ -106,19 +107,20 @@ class LocalRunner(tfx.orchestration.LocalDagRunner):
     Started in run_with_ir(), which run() calls once it has compiled the pipeline, and
     which `tfx pipeline create` never reaches: the CLI's patched run() stops before."""
 
-    def __init__(self, beam_runner: str):
+    def __init__(self, config: PipelineConfig):
         super().__init__()
-        self._beam_runner = beam_runner
+        self._config = config
 
     def run_with_ir(self, pipeline, run_options=None, **kwargs):
-        beam_services = (flink.local_flink_cluster() if self._beam_runner == "flink"
-                         else contextlib.nullcontext())
+        beam_services = (flink.local_flink_cluster(self._config.flink_dir)
+                         if self._config.beam_runner == "flink" else contextlib.nullcontext())
         with beam_services:
             return super().run_with_ir(pipeline, run_options=run_options, **kwargs)
 
 
 def run() -> None:
     config = PipelineConfig.from_env()
+    config.check_runs_on(LOCAL)
     config.check_data_root_exists()
     try:
         run_lock.hold(config, holder="the local runner")
@@ -131,7 +133,7 @@ def run() -> None:
     stage_lines = StageLines(config)
     std_logging.getLogger("absl").addHandler(stage_lines)
     with run_temp_dir(config):
-        LocalRunner(config.beam_runner).run(create_pipeline(config, metadata))
+        LocalRunner(config).run(create_pipeline(config, local_plan(config, metadata)))
     std_logging.getLogger("absl").removeHandler(stage_lines)
     # `tfx pipeline create` executes this file too, with run() made a no-op: clean up only
     # after a run that happened (a failed one raises).

@@ -3,13 +3,13 @@ a cheap import."""
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pipeline import flink
-from pipeline.config import SETUP_FILE, PipelineConfig
+from pipeline.config import (FLINK_ARTIFACT_PORT, FLINK_JOB_SERVER_PORT, FLINK_WORKER_POOL_PORT,
+                             LOCAL, SETUP_FILE, PipelineConfig)
 from pipeline.source import REPO_ROOT
-
 
 
 def test_defaults_are_valid_and_paths_land_under_output_dir(tmp_path):
@@ -179,9 +179,9 @@ def test_beam_runs_on_the_direct_runner_unless_told_otherwise():
 
 def test_local_flink_args_name_the_local_cluster_and_send_our_code_as_a_setup_file():
     assert PipelineConfig(beam_runner="flink", beam_num_workers=2).beam_pipeline_args() == [
-        "--runner=PortableRunner", f"--job_endpoint=localhost:{flink.JOB_SERVER_PORT}",
-        f"--artifact_endpoint=localhost:{flink.ARTIFACT_PORT}",
-        "--environment_type=EXTERNAL", f"--environment_config=localhost:{flink.WORKER_POOL_PORT}",
+        "--runner=PortableRunner", f"--job_endpoint=localhost:{FLINK_JOB_SERVER_PORT}",
+        f"--artifact_endpoint=localhost:{FLINK_ARTIFACT_PORT}",
+        "--environment_type=EXTERNAL", f"--environment_config=localhost:{FLINK_WORKER_POOL_PORT}",
         "--environment_cache_millis=10000", "--parallelism=2", "--sdk_worker_parallelism=2",
         f"--setup_file={SETUP_FILE}"]
     # 0 workers: Flink's default parallelism (one per core) and its SDK workers (cores - 1).
@@ -190,7 +190,20 @@ def test_local_flink_args_name_the_local_cluster_and_send_our_code_as_a_setup_fi
     assert not any(arg.startswith("--parallelism") for arg in args)
 
 
-def test_dataflow_is_refused_for_the_local_engine():
+def test_what_the_local_engine_cannot_run_is_refused_before_any_work():
     config = PipelineConfig(beam_runner="dataflow", dataflow_project="my-project")
     with pytest.raises(ValueError, match=r"beam_runner='dataflow' for the local engine"):
-        config.beam_pipeline_args()
+        config.check_runs_on(LOCAL)
+    with pytest.raises(ValueError, match=r"trainer_workers=2 for the local engine"):
+        PipelineConfig(trainer_workers=2).check_runs_on(LOCAL)
+    PipelineConfig().check_runs_on(LOCAL)  # the defaults run
+
+
+def test_what_only_this_machine_uses_lies_under_output_dir_or_else_under_outputs(tmp_path):
+    local = PipelineConfig(output_dir=str(tmp_path))
+    assert local.flink_dir == str(tmp_path / "flink")
+    assert local.kubeflow_spec_dir == str(tmp_path / "kubeflow")
+    # A cluster's storage holds neither a JVM nor the spec compiled without reaching it.
+    on_cluster = PipelineConfig(output_dir="gs://bucket/runs")
+    assert on_cluster.flink_dir == str(Path("outputs", "flink").absolute())
+    assert on_cluster.kubeflow_spec_dir == str(Path("outputs", "kubeflow").absolute())

@@ -9,27 +9,35 @@ from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from components.image_example_gen.image_example import image_example
 from components.image_example_gen.image_file import ImageFile
 from models import features
-from pipeline.config import PipelineConfig
-from pipeline.definition import create_pipeline, eval_config
+from pipeline.component_options import eval_config
+from pipeline.config import LOCAL, PipelineConfig
+from pipeline.definition import create_pipeline
+from pipeline.plan import local_plan
 from tests.helpers import encode_image
+
+
+# Each component and the components it takes inputs from, on the local engine (a
+# cluster's: tests/test_kubeflow.py, from this one).
+LOCAL_DAG = {
+    "ImageExampleGen": set(),
+    "StatisticsGen": {"ImageExampleGen"},
+    "SchemaGen": {"StatisticsGen"},
+    "ExampleValidator": {"StatisticsGen", "SchemaGen"},
+    "Transform": {"ImageExampleGen", "SchemaGen"},
+    "Trainer": {"Transform", "SchemaGen"},
+    "latest_blessed_model_resolver": set(),
+    "Evaluator": {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver"},
+    "Pusher": {"Trainer", "Evaluator"},
+}
 
 
 def test_pipeline_wiring_and_thresholds_from_config(tmp_path):
     config = PipelineConfig(output_dir=str(tmp_path), min_accuracy=0.8, max_accuracy_drop=0.05)
-    components = {component.id: component for component in create_pipeline(config).components}
-    upstream = {name: {node.id for node in component.upstream_nodes}
-                for name, component in components.items()}
-    assert upstream == {
-        "ImageExampleGen": set(),
-        "StatisticsGen": {"ImageExampleGen"},
-        "SchemaGen": {"StatisticsGen"},
-        "ExampleValidator": {"StatisticsGen", "SchemaGen"},
-        "Transform": {"ImageExampleGen", "SchemaGen"},
-        "Trainer": {"Transform", "SchemaGen"},
-        "latest_blessed_model_resolver": set(),
-        "Evaluator": {"ImageExampleGen", "Trainer", "latest_blessed_model_resolver"},
-        "Pusher": {"Trainer", "Evaluator"},
-    }
+    pipeline = create_pipeline(config, local_plan(config))
+    upstream = {component.id: {node.id for node in component.upstream_nodes}
+                for component in pipeline.components}
+    assert upstream == LOCAL_DAG
+    assert pipeline.beam_pipeline_args == config.beam_pipeline_args(LOCAL)
     [accuracy] = [metric for metric in eval_config(config).metrics_specs[0].metrics
                   if metric.class_name == "BinaryAccuracy"]
     [overall_only] = accuracy.per_slice_thresholds

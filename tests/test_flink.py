@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from pipeline import flink
-from pipeline.config import PipelineConfig
+from pipeline.config import FLINK_JOB_SERVER_PORT, FLINK_WORKER_POOL_PORT, PipelineConfig
 from tests.helpers import BLESSED_RUN_GROUP, REPO_ROOT
 
 pytestmark = [
@@ -24,6 +24,8 @@ pytestmark = [
     pytest.mark.skipif(bool(flink.missing_tools()), reason=(
         f"Beam on Flink needs {', '.join(flink.missing_tools())}, not on this machine")),
 ]
+
+FLINK_DIR = PipelineConfig().flink_dir
 
 # A Beam pipeline whose step imports one of our modules on the worker and says where
 # from. Run as a script: Beam pickles __main__'s functions by value, so the worker needs
@@ -55,7 +57,7 @@ def run_probe(tmp_path, beam_args):
 def test_workers_import_our_code_from_the_staged_package_and_never_from_the_checkout(tmp_path):
     args = PipelineConfig(beam_runner="flink", beam_num_workers=2).beam_pipeline_args()
     [setup_file_arg] = [arg for arg in args if arg.startswith("--setup_file=")]
-    with flink.local_flink_cluster():
+    with flink.local_flink_cluster(FLINK_DIR):
         staged = run_probe(tmp_path, args)
         assert staged.returncode == 0, staged.stderr[-5000:]
         reports = [json.loads(line) for line in (tmp_path / "out-00000-of-00001").open()]
@@ -76,12 +78,12 @@ def test_workers_import_our_code_from_the_staged_package_and_never_from_the_chec
 def test_a_second_cluster_is_refused_and_a_failed_run_stops_the_cluster_whole():
     ours = psutil.Process()
     before = {child.pid for child in ours.children(recursive=True)}
-    with pytest.raises(RuntimeError, match=f"Port {flink.JOB_SERVER_PORT} on localhost is taken"):
-        with flink.local_flink_cluster():
+    with pytest.raises(RuntimeError, match=f"Port {FLINK_JOB_SERVER_PORT} on localhost is taken"):
+        with flink.local_flink_cluster(FLINK_DIR):
             started = {child.pid for child in ours.children(recursive=True)} - before
             assert started  # the job server and the worker pool
-            with flink.local_flink_cluster():  # fails, and so the run in the first one
+            with flink.local_flink_cluster(FLINK_DIR):  # fails, and so the run in the first one
                 pass
     assert not {child.pid for child in ours.children(recursive=True)} & started
-    for port in (flink.JOB_SERVER_PORT, flink.WORKER_POOL_PORT):
+    for port in (FLINK_JOB_SERVER_PORT, FLINK_WORKER_POOL_PORT):
         assert not flink.port_in_use(port)

@@ -68,7 +68,8 @@ def examples_by_file(examples_uri: str, split: str) -> dict[str, bytes]:
 
 
 def test_every_beam_component_ran_as_a_flink_job(flink_run):
-    log = (flink.LOG_DIR / "job-server.log").read_text()
+    log = (flink.FlinkFolder(Path(flink_run["config"].flink_dir)).logs
+           / "job-server.log").read_text()
     # ImageExampleGen, StatisticsGen, Transform (analysis and transform) and Evaluator.
     assert log.count("Starting job invocation") >= 4, log[-3000:]
 

@@ -26,6 +26,7 @@ from pipeline import source
 from pipeline.config import IMAGE_SETUP_FILE, SETUP_FILE, PipelineConfig
 from pipeline.definition import create_pipeline
 from pipeline.source import REPO_ROOT
+from tests.test_definition import LOCAL_DAG
 
 BUCKET = "gs://bucket-this-machine-cannot-reach"
 BEAM_TASKS = ("ImageExampleGen", "StatisticsGen", "Transform", "Evaluator")
@@ -75,18 +76,14 @@ def test_each_target_gets_only_executor_kinds_its_backend_runs(specs):
 def test_kubeflow_spec_wires_the_latest_pushed_model_as_the_baseline(spec):
     tasks = spec["root"]["dag"]["tasks"]
     upstream = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
-    assert upstream == {
-        "data-fingerprint": set(),
-        "ImageExampleGen": {"data-fingerprint"},
-        "StatisticsGen": {"ImageExampleGen"},
-        "SchemaGen": {"StatisticsGen"},
-        "ExampleValidator": {"StatisticsGen", "SchemaGen"},
-        "Transform": {"ImageExampleGen", "SchemaGen"},
-        "Trainer": {"Transform", "SchemaGen"},
-        "latest-pushed-model": {"data-fingerprint"},
-        "Evaluator": {"ImageExampleGen", "Trainer", "latest-pushed-model"},
-        "Pusher": {"Trainer", "Evaluator"},
-    }
+    # The local DAG, with the pushed model for the resolver, after the data's fingerprint.
+    renamed = {"latest_blessed_model_resolver": "latest-pushed-model"}
+    expected = {renamed.get(name, name): {renamed.get(node, node) for node in nodes}
+                for name, nodes in LOCAL_DAG.items()}
+    expected["data-fingerprint"] = set()
+    for name in ("ImageExampleGen", "latest-pushed-model"):
+        expected[name] |= {"data-fingerprint"}
+    assert upstream == expected
     assert tasks["Evaluator"]["inputs"]["artifacts"]["baseline_model"] == {
         "taskOutputArtifact": {"producerTask": "latest-pushed-model",
                                "outputArtifactKey": "model"}}

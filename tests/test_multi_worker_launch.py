@@ -18,16 +18,16 @@ import jsonschema
 import pytest
 import yaml
 from kubernetes.config import kube_config
+from tfx.extensions.google_cloud_ai_platform import runner as vertex_runner
 from tfx.types import artifact_utils, standard_artifacts
 
+from components import vertex_trainer
 from components.tfjob_trainer import executor as tfjob_executor
 from components.tfjob_trainer import tfjob
 from kubeflow import image
 from kubeflow.runner import compile_pipeline
 from models.model_config import ModelConfig
-from models.trainer import model_config
-from pipeline.config import PipelineConfig
-from pipeline.definition import create_pipeline
+from pipeline.config import LOCAL, PipelineConfig
 from pipeline.source import REPO_ROOT
 
 BUCKET = "gs://bucket-this-machine-cannot-reach"
@@ -72,13 +72,13 @@ def test_on_kubeflow_the_trainer_task_launches_a_tfjob_of_n_workers(tmp_path):
         "multi_worker_mirrored")
 
 
-def test_on_vertex_the_trainer_task_launches_a_custom_job_with_a_chief_and_workers(tmp_path):
-    container, custom_config = trainer_of(compile_pipeline(
-        cluster_config(kfp_target="vertex", vertex_project="ml-project",
-                       vertex_region="europe-west4"), str(tmp_path)))
-    assert container["args"][:2] == [
-        "--executor_class_path", "tfx.extensions.google_cloud_ai_platform.trainer.executor."
-        "GenericExecutor"]
+def test_on_vertex_the_trainer_task_launches_a_custom_job_with_a_chief_and_workers(
+        tmp_path, monkeypatch):
+    config = cluster_config(kfp_target="vertex", vertex_project="ml-project",
+                            vertex_region="europe-west4")
+    container, custom_config = trainer_of(compile_pipeline(config, str(tmp_path)))
+    assert container["args"][:2] == ["--executor_class_path",
+                                     "components.vertex_trainer.Executor"]
     assert custom_config["ai_platform_enable_vertex"] is True
     assert custom_config["ai_platform_vertex_region"] == "europe-west4"
     training = custom_config["ai_platform_training_args"]
@@ -89,13 +89,21 @@ def test_on_vertex_the_trainer_task_launches_a_custom_job_with_a_chief_and_worke
     assert training["job_spec"]["worker_pool_specs"] == [
         {"machine_spec": machine, "replica_count": 1, "container_spec": image_uri},
         {"machine_spec": machine, "replica_count": 2, "container_spec": image_uri}]
-    # TFX's launcher passes its keys on to the workers: run_fn reads past them.
-    assert model_config(custom_config).distribution_strategy == "multi_worker_mirrored"
+    # TFX's launcher hands the workers the task's properties, its keys included: the
+    # workers' executor takes them out, and run_fn reads the model's settings alone.
+    launched = {}
+    monkeypatch.setattr(vertex_runner, "start_cloud_training",
+                        lambda *args: launched.update(executor=args[3], properties=args[2]))
+    vertex_trainer.Executor().Do({}, {}, {"custom_config": json.dumps(custom_config)})
+    assert launched["executor"] == "components.vertex_trainer.WorkerExecutor"
+    worker_config = json.loads(
+        vertex_trainer.worker_properties(launched["properties"])["custom_config"])
+    assert ModelConfig.from_custom_config(worker_config) == config.model_config()
 
 
 def test_several_workers_need_a_cluster_and_vertex_needs_its_project(tmp_path):
-    with pytest.raises(ValueError, match=r"trainer_workers=2 .*local engine"):
-        create_pipeline(PipelineConfig(output_dir=str(tmp_path), trainer_workers=2))
+    with pytest.raises(ValueError, match=r"trainer_workers=2 for the local engine"):
+        PipelineConfig(output_dir=str(tmp_path), trainer_workers=2).check_runs_on(LOCAL)
     with pytest.raises(ValueError, match=r"vertex_project=''"):
         compile_pipeline(cluster_config(kfp_target="vertex"), str(tmp_path))
     assert PipelineConfig().distribution_strategy == "mirrored"

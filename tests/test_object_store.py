@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from kubeflow import object_store
-from kubeflow.runner import check_compilable, cluster_object_store, compile_pipeline
+from kubeflow.runner import cluster_object_store, compile_pipeline
 from pipeline.config import S3_FILESYSTEM_PACKAGE, PipelineConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,8 +145,8 @@ def test_data_and_artifacts_on_two_object_stores_are_refused():
 
 def test_a_multi_worker_trainer_on_an_object_store_is_refused():
     with pytest.raises(ValueError, match=r"trainer_workers=2 .*TFJob workers get neither"):
-        check_compilable(PipelineConfig(trainer_workers=2, data_root="gs://b/data",
-                                        output_dir="minio://mlpipeline/runs"))
+        PipelineConfig(trainer_workers=2, data_root="gs://b/data",
+                       output_dir="minio://mlpipeline/runs").check_runs_on("kubeflow")
 
 
 # --- The compiled spec ------------------------------------------------------------------

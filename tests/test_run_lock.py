@@ -64,11 +64,10 @@ START_A_CLUSTER_PROCESS = textwrap.dedent("""
 
     log_dir, port = sys.argv[1:]
     run_lock.hold(PipelineConfig.from_env(), holder="make pipeline")
-    flink.LOG_DIR = Path(log_dir)
     listen = ("import socket, time; "
               f"server = socket.create_server(('localhost', {port})); time.sleep(600)")
     service = flink._start("job-server", [sys.executable, "-c", listen], cwd=log_dir,
-                           env=os.environ)
+                           env=os.environ, log_dir=Path(log_dir))
     print(service.pid, flush=True)
     time.sleep(600)
 """)

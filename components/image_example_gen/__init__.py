@@ -5,8 +5,8 @@ One job per module, in the order a file meets them:
 
 - `layout.py`: the Kaggle layout rules: which files belong to which split and class,
   which are ignored, and the check of the folders before any file is read.
-- `settings.py`: the component's settings, their defaults and checks, and how they travel
-  in ExampleGen's `custom_config`; `defaults.py`: the default limits alone (no imports),
+- `settings.py`: the check of the class names, and how the settings travel in
+  ExampleGen's `custom_config`; `defaults.py`: the default limits alone (no imports),
   which the pipeline's config reads.
 - `image_file.py`: reading and checking one image file: accepted, or rejected with a reason.
 - `image_example.py`: the tf.Example of one accepted image.

@@ -22,9 +22,6 @@ from tfx.utils import proto_utils
 
 from components.image_example_gen.beam_transform import (
     INGESTION_RUN_KEY, ImageToExample, IngestionRun)
-from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
-    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 from components.image_example_gen.layout import (
     check_no_wildcards, scan_layout, split_folder_from_pattern)
 from components.image_example_gen.report import (
@@ -35,7 +32,6 @@ from components.image_example_gen.settings import (
     MAX_IMAGE_PIXELS_CONFIG_KEY,
     MAX_REJECTED_FRACTION_CONFIG_KEY,
     MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY,
-    check_class_names,
     custom_config_to_dict,
 )
 
@@ -89,7 +85,8 @@ class Executor(BaseExampleGenExecutor):
         )
         settings = custom_config_to_dict(
             exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY))
-        configured = check_class_names(settings.get(CLASS_NAMES_CONFIG_KEY, []))
+        # As the component checked and wrote them (component.py: ImageExampleGen).
+        configured = settings[CLASS_NAMES_CONFIG_KEY]
         split_folders = {s.name: split_folder_from_pattern(s.pattern) for s in input_config.splits}
 
         # Layout errors fail here, before any Beam work.
@@ -111,9 +108,8 @@ class Executor(BaseExampleGenExecutor):
         exec_properties[INGESTION_RUN_KEY] = IngestionRun(
             input_base=input_base,
             class_names=class_names,
-            max_image_pixels=int(
-                settings.get(MAX_IMAGE_PIXELS_CONFIG_KEY, DEFAULT_MAX_IMAGE_PIXELS)),
-            max_file_bytes=int(settings.get(MAX_FILE_BYTES_CONFIG_KEY, DEFAULT_MAX_FILE_BYTES)),
+            max_image_pixels=int(settings[MAX_IMAGE_PIXELS_CONFIG_KEY]),
+            max_file_bytes=int(settings[MAX_FILE_BYTES_CONFIG_KEY]),
             outcome_prefixes={s.pattern: outcome_prefixes[s.name] for s in input_config.splits},
         ).to_json()
 
@@ -126,7 +122,5 @@ class Executor(BaseExampleGenExecutor):
         finally:
             if tf.io.gfile.exists(scratch_dir):
                 tf.io.gfile.rmtree(scratch_dir)
-        check_rejected_fraction(report, float(
-            settings.get(MAX_REJECTED_FRACTION_CONFIG_KEY, DEFAULT_MAX_REJECTED_FRACTION)))
-        check_split_overlap(report, float(settings.get(
-            MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY, DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)))
+        check_rejected_fraction(report, float(settings[MAX_REJECTED_FRACTION_CONFIG_KEY]))
+        check_split_overlap(report, float(settings[MAX_SPLIT_OVERLAP_FRACTION_CONFIG_KEY]))

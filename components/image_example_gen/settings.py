@@ -1,18 +1,16 @@
-"""ImageExampleGen's settings: their defaults, their checks, and how they travel from the
-component to the executor (a JSON dict, as a Struct, in ExampleGen's CustomConfig).
+"""ImageExampleGen's settings: the check of the class names, and how the settings travel
+from the component to the executor (a JSON dict, as a Struct, in ExampleGen's
+CustomConfig): the component writes every one, the executor reads them as written.
 
-Imports neither TensorFlow nor TFX's component code. The defaults live in `defaults.py`,
-which imports nothing: pipeline/config.py takes them from there without loading TFX.
+Imports neither TensorFlow nor TFX's component code. The defaults are the component's
+own, from `defaults.py`, which imports nothing: pipeline/config.py takes them from there
+without loading TFX.
 """
 from typing import Any, Dict, List, Sequence
 
 from google.protobuf import json_format, struct_pb2
 from tfx.proto import example_gen_pb2
 from tfx.utils import proto_utils
-
-from components.image_example_gen.defaults import (
-    DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_IMAGE_PIXELS, DEFAULT_MAX_REJECTED_FRACTION,
-    DEFAULT_MAX_SPLIT_OVERLAP_FRACTION)
 
 CLASS_NAMES_CONFIG_KEY = "class_names"
 MAX_IMAGE_PIXELS_CONFIG_KEY = "max_image_pixels"
@@ -38,11 +36,11 @@ def check_class_names(class_names: Sequence[str]) -> List[str]:
 
 
 def make_custom_config(
-    class_names: Sequence[str] = (),
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
-    max_rejected_fraction: float = DEFAULT_MAX_REJECTED_FRACTION,
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
-    max_split_overlap_fraction: float = DEFAULT_MAX_SPLIT_OVERLAP_FRACTION,
+    class_names: Sequence[str],
+    max_image_pixels: int,
+    max_rejected_fraction: float,
+    max_file_bytes: int,
+    max_split_overlap_fraction: float,
 ) -> example_gen_pb2.CustomConfig:
     """Packs the settings (a JSON dict, as a Struct) into ExampleGen's CustomConfig."""
     struct = struct_pb2.Struct()
