@@ -39,7 +39,10 @@ def first_run(work: Path, settings: dict[str, str]) -> dict:
                    "LOCAL_HOME": str(work / "tfx_cli_home"), **settings}
     started = time.monotonic()
     result = subprocess.run(["make", "-C", str(REPO_ROOT), "pipeline"], env=environment,
-                            capture_output=True, text=True, check=True)
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"make pipeline failed ({result.returncode}):\n"
+                           f"{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     wall_s = time.monotonic() - started
     stages = {match[1]: (seconds(match[2]), match[3]) for line in result.stdout.splitlines()
               if (match := STAGE_LINE.match(line))}

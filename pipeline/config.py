@@ -416,8 +416,8 @@ class PipelineConfig:
 
     @property
     def logs_dir(self) -> str:
-        """Each command's whole log (pipeline/console.py)."""
-        return _absolute(self.output_dir, "logs")
+        """Each command's whole log (pipeline/console.py), on this machine."""
+        return self._local_dir("logs")
 
     @property
     def serving_model_dir(self) -> str:

@@ -203,7 +203,10 @@ def test_what_only_this_machine_uses_lies_under_output_dir_or_else_under_outputs
     local = PipelineConfig(output_dir=str(tmp_path))
     assert local.flink_dir == str(tmp_path / "flink")
     assert local.kubeflow_spec_dir == str(tmp_path / "kubeflow")
+    assert local.logs_dir == str(tmp_path / "logs")
     # A cluster's storage holds neither a JVM nor the spec compiled without reaching it.
     on_cluster = PipelineConfig(output_dir="gs://bucket/runs")
     assert on_cluster.flink_dir == str(Path("outputs", "flink").absolute())
     assert on_cluster.kubeflow_spec_dir == str(Path("outputs", "kubeflow").absolute())
+    # A command's log is written as it runs, by this machine.
+    assert on_cluster.logs_dir == str(Path("outputs", "logs").absolute())
