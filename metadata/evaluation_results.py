@@ -124,10 +124,25 @@ def overall_metrics(evaluation_uri: str) -> dict[str, float]:
 
 
 def failed_thresholds(evaluation_uri: str) -> list[str]:
-    """TFMA's message for each threshold the candidate did not meet, after its metric."""
-    return [f"{failure.metric_key.name}: {failure.message}"
+    """Each threshold the candidate did not meet: its metric, value and bound (TFMA's own
+    message is empty for value and change thresholds)."""
+    return [_failure_text(failure)
             for per_slice in validation_result(evaluation_uri).metric_validations_per_slice
             for failure in per_slice.failures]
+
+
+def _failure_text(failure) -> str:
+    name, value = failure.metric_key.name, failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff:
+        allowed = threshold.change_threshold.absolute.value
+        text = f"{name} changed by {value:+.3f} against the baseline (allowed: {allowed:+.3f})"
+    elif threshold.value_threshold.HasField("lower_bound"):
+        text = (f"{name} {value:.3f} is below the lower bound "
+                f"{threshold.value_threshold.lower_bound.value:g}")
+    else:
+        text = f"{name} {value:.3f}"
+    return f"{text}: {failure.message}" if failure.message else text
 
 
 def slice_key_of(slice_key) -> SliceKey:

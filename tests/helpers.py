@@ -201,7 +201,9 @@ def run_blessed_pipeline(work: Path) -> dict:
 
 
 def full_log(console_output: str) -> str:
-    """The log file a command run under pipeline/console.py named in its first line."""
-    first_line = console_output.splitlines()[0]
-    assert first_line.startswith("Full log: "), console_output[:500]
-    return Path(first_line.removeprefix("Full log: ")).read_text(errors="replace")
+    """The log file a command run under pipeline/console.py named in its first line (after
+    make's own "Entering directory" line, when make runs make)."""
+    [path] = [line.removeprefix("Full log: ") for line in console_output.splitlines()
+              if line.startswith("Full log: ")][:1] or [None]
+    assert path, console_output[:500]
+    return Path(path).read_text(errors="replace")

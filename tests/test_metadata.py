@@ -84,7 +84,9 @@ def write_evaluation(uri, with_baseline: bool) -> None:
     validation = validation_result_pb2.ValidationResult(validation_ok=False)
     failure = validation.metric_validations_per_slice.add().failures.add()
     failure.metric_key.name = "binary_accuracy"
-    failure.message = "Lower bound check failed."
+    # As TFMA writes a value threshold's failure: no message.
+    failure.metric_threshold.value_threshold.lower_bound.value = 0.9
+    failure.metric_value.double_value.value = 0.8
     with tf.io.TFRecordWriter(str(uri / "validations.tfrecord")) as writer:
         writer.write(validation.SerializeToString())
 
@@ -101,10 +103,13 @@ def test_evaluation_results_are_tfmas_own_reading(tmp_path, with_baseline):
     assert ours == {name: value["doubleValue"] for name, value in tfmas.items()
                     if "_diff" not in name}
     assert ours == {"binary_accuracy": 0.8, "example_count": 40}
+    [tfmas_failure] = [failure for per_slice in
+                       tfma.load_validation_result(uri).metric_validations_per_slice
+                       for failure in per_slice.failures]
     assert evaluation_results.failed_thresholds(uri) == [
-        f"{failure.metric_key.name}: {failure.message}"
-        for per_slice in tfma.load_validation_result(uri).metric_validations_per_slice
-        for failure in per_slice.failures]
+        f"{tfmas_failure.metric_key.name} {tfmas_failure.metric_value.double_value.value:.3f} "
+        "is below the lower bound "
+        f"{tfmas_failure.metric_threshold.value_threshold.lower_bound.value:g}"]
 
 
 @pytest.mark.parametrize("with_baseline", [False, True], ids=["first_run", "with_baseline"])
@@ -180,7 +185,7 @@ def test_a_run_is_summarized_from_its_artifacts(config, tmp_path):
     assert "recall nan" in "\n".join(summary_lines(summary))
     assert math.isnan(summary.metrics.pop("recall"))
     assert summary.metrics == {"binary_accuracy": 0.8, "example_count": 40}
-    assert summary.failed_thresholds == ["binary_accuracy: Lower bound check failed."]
+    assert summary.failed_thresholds == ["binary_accuracy 0.800 is below the lower bound 0.9"]
     assert summary.pushed_model_dir == "/serving/17"
     assert summary.evaluation_uri == str(tmp_path / "Evaluator" / "evaluation")
     assert span_ingestions(config.metadata_path) == [SpanIngestion(2, RUN_ID, run_completed=True)]
