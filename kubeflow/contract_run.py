@@ -575,6 +575,8 @@ def run_spec(spec_file: str, pipeline_root: str, log_dir: str,
     an object store, as KFP does). `cluster`: the imitation's MLMD and cache entries from
     earlier runs, which this run adds to (default: an empty one).
     """
+    # Absolute: each task runs in its own folder, and writes its outputs where it is told.
+    log_dir = os.path.abspath(log_dir)
     spec, platform = read_spec(spec_file)
     executor_configs = (platform.get("platforms", {}).get("kubernetes", {})
                         .get("deploymentSpec", {}).get("executors", {}))
@@ -709,7 +711,9 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m kubeflow.contract_run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec-dir", default=os.path.join("outputs", "kubeflow-local"))
+    parser.add_argument("--spec-dir", help="where the spec, the imitated cluster's state and "
+                        "each task's files go (default: the config's kubeflow_spec_dir, under "
+                        "OUTPUT_DIR)")
     parser.add_argument("--publish-logs", choices=("true", "false"),
                         default=os.environ.get("PUBLISH_LOGS", "true"),
                         help="the API server's PUBLISH_LOGS: true adds the driver's "
@@ -731,17 +735,18 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     secrets = {name: dict(item.split("=", 1) for item in items)
                for name, *items in args.secret}
-    cluster_state = Path(args.cluster_state or os.path.join(args.spec_dir, "kfp_cluster.json"))
-    # The explicit switch: this spec names this machine's paths, for this check alone.
     config = PipelineConfig.from_env()
     config.check_data_root_exists()
-    spec_file = compile_pipeline(config, args.spec_dir, allow_local_paths=True)
+    spec_dir = args.spec_dir or config.kubeflow_spec_dir
+    cluster_state = Path(args.cluster_state or os.path.join(spec_dir, "kfp_cluster.json"))
+    # The explicit switch: this spec names this machine's paths, for this check alone.
+    spec_file = compile_pipeline(config, spec_dir, allow_local_paths=True)
     print(f"Compiled {spec_file}; running its tasks under KFP's execution contract...")
     cluster = KfpCluster.load(cluster_state)
     # The executor-logs output is open-source KFP's driver's: Vertex adds none.
     publish_logs = args.publish_logs == "true" and config.kfp_target == "kubeflow"
     started = time.monotonic()
-    outputs = run_spec(spec_file, config.pipeline_root, os.path.join(args.spec_dir, "runs"),
+    outputs = run_spec(spec_file, config.pipeline_root, os.path.join(spec_dir, "runs"),
                        publish_logs=publish_logs, secrets=secrets,
                        kfp_driver=args.kfp_driver, cluster=cluster)
     cluster.save(cluster_state)
