@@ -2,8 +2,8 @@
 can follow, and its whole output in a log file.
 
 Everything the command and its processes print (TFX, Beam and TensorFlow log thousands of
-lines a run) goes to `<output_dir>/logs/NAME-<time>.log`, named in the first line. The
-console shows only the lines they mean for a person (models/console.py): a line per stage
+lines a run) goes to `<output_dir>/logs/NAME-<time>-<pid>.log`, named in the first line.
+The console shows only the lines they mean for a person (models/console.py): a line per stage
 and, on a terminal, a progress line drawn in place; with --show-stdout (the benchmarks,
 which print their figures) also the command's standard output. VERBOSE=1 shows the whole output too,
 as it all was before. When the command fails, the log's last lines are shown, with its name.
@@ -29,8 +29,10 @@ POLL_S = 0.2
 
 
 def log_path(config: PipelineConfig, name: str) -> Path:
+    """NAME-<time>-<process id>.log: two commands started in the same second (a second
+    `make pipeline` refused beside a first) never share a log."""
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(config.logs_dir, f"{name}-{stamp}.log")
+    return Path(config.logs_dir, f"{name}-{stamp}-{os.getpid()}.log")
 
 
 class ConsoleLines:

@@ -38,7 +38,7 @@ def test_the_console_shows_the_stage_lines_and_the_log_holds_everything(tmp_path
     result = run_console(tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert re.fullmatch(rf"Full log: {tmp_path}/logs/test-run-\d{{8}}-\d{{6}}\.log", lines[0])
+    assert re.fullmatch(rf"Full log: {tmp_path}/logs/test-run-\d{{8}}-\d{{6}}-\d+\.log", lines[0])
     # Off a terminal, the first progress line only (the next come 20 s later at most).
     assert lines[1:] == ["  ImageExampleGen  12 s  1,000 train + 200 eval images ingested",
                          "  Trainer  1 min 05 s  27 of 150 epochs", "  Trainer: epoch 1/3"]
@@ -69,3 +69,18 @@ def test_a_misspelt_setting_stops_before_the_command_runs(tmp_path):
     assert result.returncode != 0
     assert "Unknown setting TRAIN_EPOCH: did you mean TRAIN_EPOCHS?" in result.stderr
     assert not (tmp_path / "logs").exists()
+
+
+def test_two_commands_started_in_the_same_second_keep_their_own_logs_and_lines(tmp_path):
+    """A second `make pipeline` refused beside a first one used to share its log name,
+    truncate its file of console lines and delete it under the first run's feet."""
+    commands = [subprocess.Popen(
+        [sys.executable, "-m", "pipeline.console", "test-run", "--", sys.executable, "-c",
+         NOISY_COMMAND, "0"], cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env={**os.environ, "OUTPUT_DIR": str(tmp_path)}) for _ in range(2)]
+    outputs = [command.communicate(timeout=120) for command in commands]
+    assert [command.returncode for command in commands] == [0, 0], outputs
+    logs = {stdout.splitlines()[0] for stdout, _ in outputs}
+    assert len(logs) == 2
+    for stdout, _ in outputs:
+        assert "  Trainer  1 min 05 s  27 of 150 epochs" in stdout
