@@ -104,7 +104,7 @@ history: venv  ## The runs so far: time, spans, eval accuracy, blessed, pushed v
 # start, so that they do not build it side by side.
 SEAWEEDFS := outputs/bin/weed
 TEST_WORKERS ?= 2
-test: venv $(SEAWEEDFS)  ## Unit tests and end-to-end runs on tiny generated data (~16-25 min)
+test: venv $(SEAWEEDFS)  ## Unit tests and end-to-end runs on tiny generated data (~18-27 min)
 	test -x /usr/bin/chromium || { apt-get update -q && apt-get install -y -q chromium; }
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=20
 
