@@ -44,15 +44,18 @@ def stage_result(metadata_path: str, pipeline_name: str, component: str) -> str:
     return text
 
 
+def _train_first(splits) -> list[str]:
+    return sorted(splits, key=lambda split: (split != "train", split))
+
+
 def _splits(artifact: Artifact) -> list[str]:
     """The artifact's split names, train first."""
-    return sorted(json.loads(property_value(artifact, "split_names", "[]")),
-                  key=lambda split: (split != "train", split))
+    return _train_first(json.loads(property_value(artifact, "split_names", "[]")))
 
 
 def _ingested(outputs: dict[str, Artifact]) -> str:
     report = json.loads(Path(outputs["examples"].uri, INGESTION_REPORT_FILE).read_text())
-    splits = dict(sorted(report["splits"].items(), key=lambda item: (item[0] != "train", item[0])))
+    splits = {split: report["splits"][split] for split in _train_first(report["splits"])}
     written = " + ".join(f"{counts['written']:,} {split}" for split, counts in splits.items())
     rejected = sum(counts["rejected"] for counts in splits.values())
     ignored = sum(counts["ignored"] for counts in splits.values())
