@@ -72,6 +72,8 @@ class ModelConfig(_CustomConfig):
     weight_decay: float
     batch_size_per_replica: int
     train_epochs: int
+    early_image_size_px: int
+    full_size_epochs: int
     label_smoothing: float
     shuffle_seed: int
     learning_rate: float

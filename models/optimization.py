@@ -1,5 +1,6 @@
 """The model and how it is optimised: the ResNet with its precision policy, AdamW on a
-warm-up, cosine and cooldown schedule, the smoothed loss, and when training stops."""
+warm-up, cosine and cooldown schedule, the smoothed loss, the size its training images
+are seen at, and when training stops."""
 import math
 from typing import Optional
 
@@ -20,11 +21,12 @@ def build_model(config: ModelConfig) -> tf.keras.Model:
     # Float16 compute with float32 weights; set before any layer is built.
     tf.keras.mixed_precision.set_global_policy(
         "mixed_float16" if switched_on(config.mixed_precision) else "float32")
-    size = config.image_size_px
+    # Any height and width (the ResNet ends in a global pool): training images change size
+    # during a run (ProgressiveResizing); evaluation and serving give image_size_px.
     return resnet.build_resnet(
         depth=config.resnet_depth,
         num_classes=len(config.class_names),
-        input_shape=(size, size, 3),
+        input_shape=(None, None, 3),
         width_multiplier=config.width_multiplier,
         bn_momentum=config.bn_momentum,
     )
@@ -165,7 +167,7 @@ class CooldownOnPlateau(tf.keras.callbacks.Callback):
     train accuracy at least `min_train_accuracy`, the learning rate decays linearly to
     zero over `cooldown_epochs`, then training stops.
 
-    The generated default set is learnt within ~15 epochs of the 150 that real photos
+    The generated default set is learnt within ~15 epochs of the 80 that real photos
     need. On real photos eval accuracy over a few hundred images goes flat for stretches
     of ten epochs while it still climbs on average; a model that does not yet fit its
     (augmented) training split has not converged, so it trains on. Every worker of a
@@ -206,3 +208,44 @@ class CooldownOnPlateau(tf.keras.callbacks.Callback):
                          "accuracy is %.3f: the learning rate decays to zero over the next "
                          "%d steps, then training stops.", self.best_accuracy,
                          self.epochs_without_improvement, logs["accuracy"], self.cooldown_steps)
+
+
+class ProgressiveResizing(tf.keras.callbacks.Callback):
+    """Progressive resizing: epochs before `full_size_from_epoch` train on their batches
+    resized to `early_size_px`; the later ones, and an early stop's cooldown, at the
+    batches' own size, the one the model is evaluated and served at, so that it ends
+    adapted to it.
+
+    An epoch of the dev photos at 96 px costs ~0.64 of one at 128 px, and the accuracy it
+    buys is about the same (benchmarks/RESULTS.md, section 11). The size is a constant of
+    the traced train step (XLA needs static shapes), traced again when it changes: twice a
+    run. A resumed training resumes at its epoch's size.
+    """
+
+    def __init__(self, model: tf.keras.Model, early_size_px: int, full_size_px: int,
+                 full_size_from_epoch: int, plateau: Optional["CooldownOnPlateau"]):
+        super().__init__()
+        self.early_size_px = early_size_px
+        # Early epochs at the full size: no resizing at all.
+        self.full_size_from_epoch = 0 if early_size_px == full_size_px else full_size_from_epoch
+        self.plateau = plateau
+        self.size_px: Optional[int] = None  # None: the batches' own size
+        train_step = model.train_step
+
+        def train_step_at_size(data):
+            images, labels = data
+            if self.size_px is not None:
+                images = tf.image.resize(images, [self.size_px, self.size_px], antialias=True)
+            return train_step((images, labels))
+
+        model.train_step = tf.autograph.experimental.do_not_convert(train_step_at_size)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        cooling_down = self.plateau is not None and self.plateau.cooldown_end_step is not None
+        full_size = epoch >= self.full_size_from_epoch or cooling_down
+        size_px = None if full_size else self.early_size_px
+        if size_px != self.size_px:
+            self.size_px = size_px
+            logging.info("Epoch %d on: training images at %s.", epoch + 1,
+                         f"{size_px} px" if size_px else "their full size")
+            self.model.make_train_function(force=True)

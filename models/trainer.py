@@ -21,8 +21,9 @@ from models.distribution import (check_gpus_found, distribution_strategy,
                                  weights_digest)
 from models.input_pipeline import count_examples, eval_input, training_input, training_length
 from models.model_config import ModelConfig
-from models.optimization import (CooldownOnPlateau, StopAtStep, StopOnNonFiniteLoss,
-                                 build_model, compile_model, learning_rate_schedule)
+from models.optimization import (CooldownOnPlateau, ProgressiveResizing, StopAtStep,
+                                 StopOnNonFiniteLoss, build_model, compile_model,
+                                 learning_rate_schedule)
 from models.training_state import (TrainingSummary, backup_dir, save_training_state,
                                    warm_start, write_training_summary)
 
@@ -100,13 +101,15 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     plateau = CooldownOnPlateau(schedule, config.plateau_patience_epochs, config.cooldown_epochs,
                                 steps_per_epoch, config.plateau_min_train_accuracy)
+    resizing = ProgressiveResizing(model, config.early_image_size_px, config.image_size_px,
+                                   epochs - config.full_size_epochs, plateau)
     history = model.fit(
         train_dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=eval_dataset,
         validation_freq=evaluated_epochs(epochs, every_epoch=config.plateau_patience_epochs > 0),
-        callbacks=training_callbacks(fn_args, config, train_steps, epochs, plateau),
+        callbacks=training_callbacks(fn_args, config, train_steps, epochs, plateau, resizing),
         verbose=0,
     )
     logging.info("Trained %d steps; weights digest %s.", int(model.optimizer.iterations.numpy()),
@@ -137,7 +140,8 @@ def evaluated_epochs(epochs: int, every_epoch: bool) -> Union[int, list[int]]:
 
 
 def training_callbacks(fn_args: tfx.components.FnArgs, config: ModelConfig, train_steps: int,
-                       epochs: int, plateau: CooldownOnPlateau) -> list[tf.keras.callbacks.Callback]:
+                       epochs: int, plateau: CooldownOnPlateau,
+                       resizing: ProgressiveResizing) -> list[tf.keras.callbacks.Callback]:
     backup = backup_dir(fn_args)
     # BackupAndRestore keeps the chief's checkpoints in chief/ until fit() completes
     # (other workers write theirs to temporary folders): every worker resumes from them.
@@ -152,6 +156,7 @@ def training_callbacks(fn_args: tfx.components.FnArgs, config: ModelConfig, trai
         StopAtStep(train_steps),
         StopOnNonFiniteLoss(config.learning_rate),
         *([plateau] if config.plateau_patience_epochs else []),
+        resizing,
         # Workers other than the chief log to temporary folders it then removes.
         tf.keras.callbacks.TensorBoard(log_dir=fn_args.model_run_dir, update_freq="epoch"),
         TrainEvalAccuracyLog(),

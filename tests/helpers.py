@@ -31,9 +31,9 @@ def small_model_config() -> dict:
     """The Trainer's custom_config for unit tests: the defaults, shrunk."""
     from pipeline.config import PipelineConfig
 
-    return {**PipelineConfig().model_config().to_custom_config(), "image_size_px": TEST_IMAGE_SIZE_PX,
-            "width_multiplier": 0.125, "batch_size_per_replica": 4, "train_epochs": 2,
-            "learning_rate": 1e-2, "warmup_steps": 1}
+    return PipelineConfig(image_size_px=TEST_IMAGE_SIZE_PX, width_multiplier=0.125,
+                          batch_size_per_replica=4, train_epochs=2, learning_rate=1e-2,
+                          warmup_steps=1).model_config().to_custom_config()
 
 
 def analyze_and_transform(raw_examples, temp_dir):

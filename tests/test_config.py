@@ -43,10 +43,20 @@ def test_uri_roots_are_kept_as_uris():
     ("warmup_steps", -1, "an integer >= 0"),
     ("label_smoothing", 1.0, "[0, 1)"),
     ("mixed_precision", "yes", "one of auto, on, off"),
+    ("early_image_scale", 0.0, "a number in (0, 1]"),
+    ("early_image_scale", 1.5, "a number in (0, 1]"),
+    ("full_size_epochs", 0, "an integer >= 1"),
 ])
 def test_a_wrong_setting_is_named_with_what_is_allowed(setting, value, allowed):
     with pytest.raises(ValueError, match=rf"{setting}=.*expected .*{re.escape(allowed)}"):
         PipelineConfig(**{setting: value})
+
+
+def test_the_early_epochs_image_size_follows_image_size_px():
+    assert PipelineConfig().early_image_size_px == 96  # 0.75 x 128
+    assert PipelineConfig(image_size_px=64).model_config().early_image_size_px == 48
+    assert PipelineConfig(early_image_scale=1.0).early_image_size_px == 128  # off
+    assert PipelineConfig(image_size_px=1, early_image_scale=0.1).early_image_size_px == 1
 
 
 def test_every_field_can_be_set_from_the_environment():
@@ -93,7 +103,7 @@ def test_make_settings_lists_every_setting_with_default_allowed_and_current_valu
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split(None, 1)[1] for line in result.stdout.splitlines()[1:]}
     assert set(rows) == {field.upper() for field in PipelineConfig.__dataclass_fields__}
-    assert re.fullmatch(r"150 +integer 1\.\.1,000,000 +20", rows["TRAIN_EPOCHS"])
+    assert re.fullmatch(r"80 +integer 1\.\.1,000,000 +20", rows["TRAIN_EPOCHS"])
     assert re.fullmatch(r"direct +direct, flink, dataflow +direct", rows["BEAM_RUNNER"])
     assert re.fullmatch(r"0\.7 +number \[0, 1\] +0\.7", rows["MIN_ACCURACY"])
 

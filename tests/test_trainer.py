@@ -247,7 +247,7 @@ def test_training_input_serves_every_example_once_an_epoch_reshuffled_the_same_e
 
 
 def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training():
-    """The generated default set is learnt within ~15 of the 150 epochs that real photos
+    """The generated default set is learnt within ~15 of the 80 epochs that real photos
     need: once eval accuracy stops improving, the run cools down and ends, instead of
     training on, or stopping on a cosine cut off at a high rate."""
     config = dataclasses.replace(MODEL_CONFIG, warmup_steps=0)
@@ -272,6 +272,50 @@ def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training
     assert float(schedule(15)) == 0.0
     # Before the cooldown, the cosine itself.
     assert float(schedule(5)) == pytest.approx(float(schedule.cosine(5)))
+
+
+def test_progressive_resizing_trains_early_epochs_small_and_the_last_and_a_cooldown_full_size():
+    images = np.random.default_rng(0).normal(size=(8, 16, 16, 3)).astype("float32")
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(8) % 2)).repeat().batch(4)
+
+    def train(epochs, full_size_from_epoch, start_cooldown_after_epoch=None):
+        schedule = optimization.learning_rate_schedule(MODEL_CONFIG, train_steps=2 * epochs)
+        model = optimization.compile_model(optimization.build_model(MODEL_CONFIG), MODEL_CONFIG,
+                                           schedule)
+        traced_sizes, epoch_sizes = [], []
+        train_step = model.train_step
+
+        def recording_train_step(data):
+            traced_sizes.append(data[0].shape[1])  # runs as the step is traced
+            return train_step(data)
+
+        model.train_step = recording_train_step
+        plateau = optimization.CooldownOnPlateau(schedule, 1, 1, 2, 0.0)
+        resizing = optimization.ProgressiveResizing(model, 8, 16, full_size_from_epoch, plateau)
+
+        class Record(tf.keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                epoch_sizes.append(resizing.size_px or 16)
+                if epoch == start_cooldown_after_epoch:
+                    plateau.cooldown_end_step = 100  # as CooldownOnPlateau sets it
+
+        model.fit(dataset, epochs=epochs, steps_per_epoch=2, verbose=0,
+                  callbacks=[resizing, Record()])
+        # In the order traced (the first trace also runs a second time, after it created
+        # the optimizer's variables).
+        return list(dict.fromkeys(traced_sizes)), epoch_sizes
+
+    # The step sees the early size, then the full size for the last epochs.
+    assert train(epochs=4, full_size_from_epoch=3) == ([8, 16], [8, 8, 8, 16])
+    # An early stop's cooldown runs at the full size, however early it starts.
+    assert train(epochs=4, full_size_from_epoch=10, start_cooldown_after_epoch=1)[1] == [
+        8, 8, 16, 16]
+    # Early size = full size: no resizing.
+    resizing = optimization.ProgressiveResizing(
+        optimization.build_model(MODEL_CONFIG), 16, 16, 3, plateau=None)
+    resizing.set_model(tf.keras.Sequential())
+    resizing.on_epoch_begin(0)
+    assert resizing.size_px is None
 
 
 def test_a_flat_stretch_of_eval_accuracy_before_the_model_fits_its_training_split_trains_on():
