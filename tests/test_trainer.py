@@ -43,13 +43,20 @@ def test_a_training_step_runs_on_two_replicas():
         with strategy.scope():
             model = optimization.build_and_compile_model(config, train_steps=10)
         before = [w.numpy().copy() for w in model.trainable_weights]
-        history = model.fit(dataset, steps_per_epoch=4, epochs=1, verbose=0)
+        # The first epoch at 8 px (progressive resizing), the second at the full 16.
+        traced_sizes = []
+        train_step = model.train_step
+        model.train_step = lambda data: traced_sizes.append(data[0].shape[1]) or train_step(data)
+        resizing = optimization.ProgressiveResizing(model, 8, 16, 1, plateau=None)
+        history = model.fit(dataset, steps_per_epoch=2, epochs=2, verbose=0,
+                            callbacks=[resizing])
         changed = sum(not np.array_equal(b, w.numpy())
                       for b, w in zip(before, model.trainable_weights))
         print(json.dumps({{"replicas": strategy.num_replicas_in_sync,
                            "variable_devices": len(model.trainable_weights[0].values),
                            "loss": history.history["loss"][-1],
-                           "changed": changed, "total": len(before)}}))
+                           "changed": changed, "total": len(before),
+                           "traced_sizes": list(dict.fromkeys(traced_sizes))}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env={**os.environ, "TF_USE_LEGACY_KERAS": "1"}, timeout=300)
@@ -60,6 +67,7 @@ def test_a_training_step_runs_on_two_replicas():
     assert np.isfinite(outcome["loss"])
     # Every weight trains, including convs behind the zero-initialised residual BNs.
     assert outcome["changed"] == outcome["total"]
+    assert outcome["traced_sizes"] == [8, 16]
 
 
 def test_augment_keeps_shape_and_varies_per_image():
