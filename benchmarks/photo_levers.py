@@ -2,17 +2,17 @@
 progressive resizing, without the rest of the pipeline, over several seeds.
 
     python -m benchmarks.photo_levers --data-root ../shared/data/cats-dogs-photos-dev \\
-        --seeds 3 TRAIN_EPOCHS=150 EARLY_IMAGE_SCALE=1 -- TRAIN_EPOCHS=80
+        --seeds 3 "TRAIN_EPOCHS=150 EARLY_IMAGE_SCALE=1" ""
 
-Each group of settings (separated by `--`; none: the defaults) trains once per seed. The
-photos are decoded, resized and normalised in memory as Transform does
-(models/preprocessing.py), once, and cached beside the output (`--cache`); training is
-models/optimization.py's model, schedule and ProgressiveResizing on
-models/input_pipeline.py's augmentation, for the settings' epochs. Prints, per group,
-eval accuracy over the test_set (the model's own, and averaged with the mirror image as
-serving does), its mean and standard deviation over the seeds, and the training's
-seconds; `ONEDNN_MAX_CPU_ISA=AVX2` measures an AVX-512 machine's oneDNN kernels as an
-AVX2 machine's.
+Each group of settings (an argument of NAME=value words; "": the defaults) trains once
+per seed. The photos are decoded, resized and normalised in memory as Transform does
+(models/preprocessing.py), once, and cached (`--cache`); training is the Trainer's model,
+schedule and ProgressiveResizing (models/optimization.py) on its augmentation
+(models/input_pipeline.py), for the settings' epochs, without evaluating during training.
+Prints, per group, eval accuracy over the test_set (averaged with the mirror image, as
+serving does, and the model's own), its mean and standard deviation over the seeds, and
+the training's seconds. With `ONEDNN_MAX_CPU_ISA=AVX2` an AVX-512 machine's oneDNN
+kernels (most of a training step) run as an AVX2 machine's.
 """
 import argparse
 import os
@@ -74,17 +74,10 @@ def train_and_evaluate(config: PipelineConfig, data, seed: int) -> dict:
             "train_accuracy": history.history["accuracy"][-1], "seconds": seconds}
 
 
-def settings_groups(words: list[str]) -> list[dict[str, str]]:
-    """NAME=value words, `--` between groups -> one dict of settings per group."""
-    groups, group = [], {}
-    for word in [*words, "--"]:
-        if word == "--":
-            groups.append(group)
-            group = {}
-        else:
-            name, _, value = word.partition("=")
-            group[name] = value
-    return [group for group in groups if group] or [{}]
+def settings_groups(arguments: list[str]) -> list[dict[str, str]]:
+    """One dict of settings per argument of NAME=value words (none: the defaults)."""
+    return [dict(word.partition("=")[::2] for word in argument.split())
+            for argument in arguments or [""]]
 
 
 def main() -> None:
@@ -93,7 +86,8 @@ def main() -> None:
     parser.add_argument("--data-root", default=os.environ.get("DATA_ROOT"), required=False)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path("outputs/photo_levers"))
-    parser.add_argument("settings", nargs="*", help="NAME=value ..., groups separated by --")
+    parser.add_argument("settings", nargs="*", help='groups of settings, e.g. "TRAIN_EPOCHS=150 '
+                        'EARLY_IMAGE_SCALE=1" "" (the defaults)')
     args = parser.parse_args()
     if not args.data_root:
         parser.error("pass --data-root or set DATA_ROOT to a folder of real photos.")
