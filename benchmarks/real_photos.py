@@ -91,10 +91,10 @@ def main() -> None:
         parser.error("pass --data-root or set DATA_ROOT to a folder of real photos "
                      "in the Kaggle layout.")
     config = PipelineConfig()
-    print(f"ours: make pipeline, defaults: {config.image_size_px} px (epochs but the last "
-          f"{config.full_size_epochs} at {config.early_image_size_px} px), "
-          f"ResNet-{config.resnet_depth} x{config.width_multiplier}, {config.train_epochs} "
-          "epochs", flush=True)
+    print(f"ours: make pipeline, defaults: ResNet-{config.resnet_depth} "
+          f"x{config.width_multiplier}, {config.train_epochs} epochs, the last "
+          f"{config.full_size_epochs} at {config.image_size_px} px and the others at "
+          f"{config.early_image_size_px} px", flush=True)
     runs = []
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory(prefix="real_photos_") as work:
