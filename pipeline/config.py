@@ -158,7 +158,7 @@ class PipelineConfig:
     # Progressive resizing: every epoch but the last full_size_epochs (and an early stop's
     # cooldown) trains on its images resized to early_image_scale x image_size_px a side,
     # the rest at image_size_px, the size the model is evaluated and served at. An epoch
-    # at 96 px costs ~0.6 of one at 128 px, for the same accuracy. 1: off.
+    # at 96 px costs ~0.6 of one at 128 px, for about the same accuracy. 1: off.
     early_image_scale: float = 0.75
     full_size_epochs: int = 20
     # Peak learning rate of AdamW, reached after a linear warm-up, then cosine decay to 0.
