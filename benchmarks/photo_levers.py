@@ -57,8 +57,7 @@ def train_and_evaluate(config: PipelineConfig, data, seed: int) -> dict:
     model = compile_model(build_model(model_config), model_config, schedule)
     # No early stop: real photos train every epoch (their train accuracy stays below
     # plateau_min_train_accuracy), so no eval split is needed during training.
-    resizing = ProgressiveResizing(model, config.early_image_size_px, config.image_size_px,
-                                   epochs - config.full_size_epochs, plateau=None)
+    resizing = ProgressiveResizing.for_run(model, model_config, epochs, plateau=None)
     training = (tf.data.Dataset.from_tensor_slices((train_images, train_labels))
                 .shuffle(len(train_images), seed=seed).repeat().batch(batch, drop_remainder=True)
                 .map(lambda images, labels: (input_pipeline.augment(images), labels),

@@ -240,6 +240,14 @@ class ProgressiveResizing(tf.keras.callbacks.Callback):
 
         model.train_step = tf.autograph.experimental.do_not_convert(train_step_at_size)
 
+    @classmethod
+    def for_run(cls, model: tf.keras.Model, config: ModelConfig, epochs: int,
+                plateau: Optional["CooldownOnPlateau"]) -> "ProgressiveResizing":
+        """The config's resizing over a run of `epochs`: the last full_size_epochs at full
+        size."""
+        return cls(model, config.early_image_size_px, config.image_size_px,
+                   epochs - config.full_size_epochs, plateau)
+
     def on_epoch_begin(self, epoch, logs=None):
         cooling_down = self.plateau is not None and self.plateau.cooldown_end_step is not None
         full_size = epoch >= self.full_size_from_epoch or cooling_down

@@ -101,8 +101,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     plateau = CooldownOnPlateau(schedule, config.plateau_patience_epochs, config.cooldown_epochs,
                                 steps_per_epoch, config.plateau_min_train_accuracy)
-    resizing = ProgressiveResizing(model, config.early_image_size_px, config.image_size_px,
-                                   epochs - config.full_size_epochs, plateau)
+    resizing = ProgressiveResizing.for_run(model, config, epochs, plateau)
     history = model.fit(
         train_dataset,
         epochs=epochs,

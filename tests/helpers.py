@@ -203,7 +203,7 @@ def run_blessed_pipeline(work: Path) -> dict:
 def full_log(console_output: str) -> str:
     """The log file a command run under pipeline/console.py named in its first line (after
     make's own "Entering directory" line, when make runs make)."""
-    [path] = [line.removeprefix("Full log: ") for line in console_output.splitlines()
-              if line.startswith("Full log: ")][:1] or [None]
+    path = next((line.removeprefix("Full log: ") for line in console_output.splitlines()
+                 if line.startswith("Full log: ")), None)
     assert path, console_output[:500]
     return Path(path).read_text(errors="replace")
