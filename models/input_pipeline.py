@@ -94,7 +94,7 @@ def eval_input(file_pattern: list[str], data_accessor: tfx.components.DataAccess
     """The eval split's (image, label) batches, one pass each time it is iterated.
 
     Parsed once and kept in memory (num_examples x image_size_px^2 x 12 bytes: 39 MB for
-    200 at 128 px), as the training split is: evaluated every epoch, it was otherwise
+    200 at 128 px), as the training split is: evaluated up to every epoch, it was otherwise
     unzipped and parsed again each time, which doubled an epoch's time on the default data.
     """
     return images_and_labels(

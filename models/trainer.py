@@ -8,7 +8,7 @@ arguments; only the chief's outputs are kept.
 import math
 import os
 import time
-from typing import Optional, Union
+from typing import Optional
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -99,15 +99,16 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         model = compile_model(build_model(config), config, schedule)
         warm_start(model, config, fn_args.base_model)
 
-    plateau = CooldownOnPlateau(schedule, config.plateau_patience_epochs, config.cooldown_epochs,
-                                steps_per_epoch, config.plateau_min_train_accuracy)
+    plateau = CooldownOnPlateau(schedule, eval_dataset, config.plateau_patience_epochs,
+                                config.cooldown_epochs, steps_per_epoch,
+                                config.plateau_min_train_accuracy)
     resizing = ProgressiveResizing.for_run(model, config, epochs, plateau)
     history = model.fit(
         train_dataset,
         epochs=epochs,
         steps_per_epoch=steps_per_epoch,
         validation_data=eval_dataset,
-        validation_freq=evaluated_epochs(epochs, every_epoch=config.plateau_patience_epochs > 0),
+        validation_freq=evaluated_epochs(epochs),
         callbacks=training_callbacks(fn_args, config, train_steps, epochs, plateau, resizing),
         verbose=0,
     )
@@ -129,11 +130,9 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     wait_for_every_worker(strategy)
 
 
-def evaluated_epochs(epochs: int, every_epoch: bool) -> Union[int, list[int]]:
-    """Keras' validation_freq: every epoch (watching for a plateau), else about
-    _EVALUATIONS_PER_RUN epochs, the last always (Keras counts from 1)."""
-    if every_epoch:
-        return 1
+def evaluated_epochs(epochs: int) -> list[int]:
+    """Keras' validation_freq: about _EVALUATIONS_PER_RUN epochs, the last always (Keras
+    counts from 1). Watching for a plateau, CooldownOnPlateau evaluates more."""
     return [epoch for epoch in range(1, epochs + 1)
             if (epochs - epoch) % max(1, epochs // _EVALUATIONS_PER_RUN) == 0]
 

@@ -268,10 +268,12 @@ def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training
     steps_per_epoch, planned_epochs = 3, 20
     schedule = optimization.learning_rate_schedule(config, planned_epochs * steps_per_epoch)
     model = optimization.compile_model(optimization.build_model(config), config, schedule)
-    plateau = optimization.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
-                                        steps_per_epoch=steps_per_epoch, min_train_accuracy=0.0)
+    plateau = optimization.CooldownOnPlateau(
+        schedule, same_image_twice, patience_epochs=2, cooldown_epochs=2,
+        steps_per_epoch=steps_per_epoch, min_train_accuracy=0.0)
+    # fit() itself evaluates no epoch: the callback measures the ones it watches.
     history = model.fit(dataset, epochs=planned_epochs, steps_per_epoch=steps_per_epoch,
-                        validation_data=same_image_twice, verbose=0, callbacks=[plateau])
+                        verbose=0, callbacks=[plateau])
     # Best at epoch 1, no better at 2 and 3: cooldown over epochs 4 and 5, then the end.
     assert len(history.epoch) == 5 and plateau.stopped_early_at_epoch == 5
     assert int(model.optimizer.iterations.numpy()) == 15
@@ -280,6 +282,8 @@ def test_a_plateau_in_eval_accuracy_anneals_the_rate_to_zero_then_stops_training
     assert float(schedule(15)) == 0.0
     # Before the cooldown, the cosine itself.
     assert float(schedule(5)) == pytest.approx(float(schedule.cosine(5)))
+    # Measured on the watched epochs and at the stop, in the run's history as fit()'s own.
+    assert history.history["val_accuracy"] == [0.5, 0.5, 0.5, 0.5]
 
 
 def test_progressive_resizing_trains_early_epochs_small_and_the_last_and_a_cooldown_full_size():
@@ -298,7 +302,7 @@ def test_progressive_resizing_trains_early_epochs_small_and_the_last_and_a_coold
             return train_step(data)
 
         model.train_step = recording_train_step
-        plateau = optimization.CooldownOnPlateau(schedule, 1, 1, 2, 0.0)
+        plateau = optimization.CooldownOnPlateau(schedule, None, 1, 1, 2, 0.0)
         resizing = optimization.ProgressiveResizing(model, 8, 16, full_size_from_epoch, plateau)
 
         class Record(tf.keras.callbacks.Callback):
@@ -326,19 +330,29 @@ def test_progressive_resizing_trains_early_epochs_small_and_the_last_and_a_coold
     assert resizing.size_px is None
 
 
-def test_a_flat_stretch_of_eval_accuracy_before_the_model_fits_its_training_split_trains_on():
+def test_before_the_model_fits_its_training_split_it_trains_on_without_evaluating_each_epoch():
+    """Real photos: train accuracy stays far from fitting the augmented training split for
+    the whole run, so watching eval accuracy each epoch would cost time and stop nothing."""
     config = dataclasses.replace(MODEL_CONFIG, warmup_steps=0)
     schedule = optimization.learning_rate_schedule(config, train_steps=40)
-    plateau = optimization.CooldownOnPlateau(schedule, patience_epochs=2, cooldown_epochs=2,
-                                        steps_per_epoch=4, min_train_accuracy=0.97)
     model = optimization.compile_model(optimization.build_model(config), config, schedule)
+    evaluated = []
+    model.evaluate = lambda *args, **kwargs: evaluated.append(args) or {"accuracy": 0.5}
+    plateau = optimization.CooldownOnPlateau(schedule, "eval split", patience_epochs=2,
+                                             cooldown_epochs=2, steps_per_epoch=4,
+                                             min_train_accuracy=0.97)
     plateau.set_model(model)
-    # Real photos: eval accuracy flat for stretches (here four epochs), train accuracy
-    # still far from fitting the augmented training split.
-    for epoch, accuracy in enumerate([0.6, 0.7, 0.65, 0.68, 0.69, 0.7, 0.75, 0.74, 0.8]):
-        plateau.on_epoch_end(epoch, {"val_accuracy": accuracy, "accuracy": 0.6 + epoch / 50})
-    assert plateau.cooldown_end_step is None and not model.stop_training
+    for epoch in range(9):
+        plateau.on_epoch_end(epoch, {"accuracy": 0.6 + epoch / 50})
+    assert evaluated == [] and plateau.cooldown_end_step is None and not model.stop_training
     assert float(schedule(30)) == pytest.approx(float(schedule.cosine(30)))
+    # Once it fits, each epoch is measured (fit()'s own measurement, where it made one,
+    # is not repeated) and a plateau of `patience_epochs` starts the cooldown.
+    plateau.on_epoch_end(9, {"accuracy": 0.98})
+    plateau.on_epoch_end(10, {"accuracy": 0.98, "val_accuracy": 0.5})
+    plateau.on_epoch_end(11, {"accuracy": 0.99})
+    assert evaluated == [("eval split",), ("eval split",)]
+    assert plateau.cooldown_end_step is not None
 
 
 def test_an_unknown_distribution_strategy_is_an_error_not_mirrored():
