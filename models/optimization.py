@@ -172,7 +172,7 @@ class CooldownOnPlateau(tf.keras.callbacks.Callback):
     need. On real photos eval accuracy over a few hundred images goes flat for stretches
     of ten epochs while it still climbs on average; a model that does not yet fit its
     (augmented) training split has not converged, so it trains on, and its eval split is
-    not evaluated each epoch for nothing (a sixth of an epoch's time on the dev photos).
+    not evaluated each epoch for nothing (a tenth of an epoch's time on the dev photos).
     Every worker of a cluster sees the same global metrics, and so decides alike.
     """
 
